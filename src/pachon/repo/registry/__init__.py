@@ -1,0 +1,39 @@
+"""The registry: dimension records, dataset types, collections, datasets and provenance in SQL."""
+
+from __future__ import annotations
+
+from pachon.repo.registry.calibrations import CalibrationsMixin
+from pachon.repo.registry.collections import CollectionsMixin, CollectionType
+from pachon.repo.registry.database import Database
+from pachon.repo.registry.datasets import DatasetsMixin, FileRecord, NewDataset
+from pachon.repo.registry.queries import QueriesMixin
+from pachon.repo.registry.records import RecordsMixin
+
+__all__ = ["Registry", "CollectionType", "FileRecord", "NewDataset"]
+
+
+class Registry(RecordsMixin, CollectionsMixin, DatasetsMixin, CalibrationsMixin, QueriesMixin):
+    """The SQL side of a repository (SQLAlchemy Core; SQLite or PostgreSQL).
+
+    Parameters
+    ----------
+    url
+        SQLAlchemy database URL.
+    create
+        Create the tables (idempotent).
+    """
+
+    def __init__(self, url: str, *, create: bool = False) -> None:
+        self.db = Database(url)
+        if create:
+            self.db.create_tables()
+        self._collection_cache: dict = {}
+        self._type_cache: dict = {}
+
+    def transaction(self):  # noqa: ANN201 - context manager of Database
+        """One transaction spanning every registry call made inside it."""
+        return self.db.transaction()
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.db.engine.dispose()
