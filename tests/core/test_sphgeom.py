@@ -29,12 +29,16 @@ def test_separation_tiny_and_antipodal_vs_astropy():
     rng = np.random.default_rng(3)
     ra = rng.uniform(0, 360, 200)
     dec = rng.uniform(-89.9, 89.9, 200)
+    # also along RA, where the offset on the sky is eps * cos(dec)
+    along_ra = angular_separation(ra, dec, ra + 1e-10, dec)
+    np.testing.assert_allclose(along_ra, ((ra + 1e-10) - ra) * np.cos(np.radians(dec)), rtol=1e-6)
     for eps in (1e-10, 1e-7, 1.0):
         dec2 = dec + eps
         true = dec2 - dec  # exact (Sterbenz): the offset that dec + eps really holds
         ours = angular_separation(ra, dec, ra, dec2)
         np.testing.assert_allclose(ours, true, rtol=1e-9)
-        np.testing.assert_allclose(ours, _astropy_sep(ra, dec, ra, dec2), rtol=1e-6)
+        # astropy works from coordinates rounded in radians: agreement to its ~1e-14 deg floor
+        np.testing.assert_allclose(ours, _astropy_sep(ra, dec, ra, dec2), rtol=1e-12, atol=3e-14)
     # antipodes and near-antipodes
     anti = angular_separation(ra, dec, ra + 180.0, -dec)
     np.testing.assert_allclose(anti, 180.0, atol=1e-12)

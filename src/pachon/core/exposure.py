@@ -81,7 +81,9 @@ class Exposure:
         if mask.shape != shape:
             raise ConfigError(f"Exposure mask shape {mask.shape} differs from the image shape {shape}")
         self.mask = mask
-        self.variance = np.zeros(shape, np.float32) if variance is None else _plane(variance, "variance", shape)
+        if variance is None:
+            variance = np.zeros(shape, np.float32)
+        self.variance = _plane(variance, "variance", shape)
         if wcs is not None and (getattr(wcs, "naxis", None) != 2 or not wcs.has_celestial):
             raise ConfigError("Exposure wcs must be a 2-D celestial astropy.wcs.WCS")
         self.wcs = wcs

@@ -104,9 +104,7 @@ class Box:
         """True when every pixel of ``other`` lies in this box (an empty box is contained)."""
         if other.is_empty:
             return True
-        return (
-            self.x0 <= other.x0 and other.x1 <= self.x1 and self.y0 <= other.y0 and other.y1 <= self.y1
-        )
+        return self.x0 <= other.x0 and other.x1 <= self.x1 and self.y0 <= other.y0 and other.y1 <= self.y1
 
     def contains_points(self, x: np.ndarray | float, y: np.ndarray | float) -> np.ndarray:
         """Whether the pixels nearest to positions ``(x, y)`` lie in the box (vectorized)."""

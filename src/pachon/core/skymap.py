@@ -160,11 +160,20 @@ class Tract:
         w.pixel_shape = (self.bbox.width, self.bbox.height)
         return w
 
+    def _box_polygons(self, boxes: list[Box]) -> list[ConvexPolygon]:
+        """Sky polygons through the outer pixel corners of ``boxes`` (one WCS call for all)."""
+        x0 = np.array([b.x0 for b in boxes], dtype=float) - 0.5
+        y0 = np.array([b.y0 for b in boxes], dtype=float) - 0.5
+        x1 = x0 + np.array([b.width for b in boxes])
+        y1 = y0 + np.array([b.height for b in boxes])
+        x = np.stack([x0, x1, x1, x0], axis=1)
+        y = np.stack([y0, y0, y1, y1], axis=1)
+        ra, dec = self.wcs.wcs_pix2world(x.ravel(), y.ravel(), 0)
+        ra, dec = ra.reshape(-1, 4), dec.reshape(-1, 4)
+        return [ConvexPolygon.from_corners(r, d) for r, d in zip(ra, dec, strict=True)]
+
     def _box_polygon(self, box: Box) -> ConvexPolygon:
-        x = np.array([box.x0, box.x0 + box.width, box.x0 + box.width, box.x0]) - 0.5
-        y = np.array([box.y0, box.y0, box.y0 + box.height, box.y0 + box.height]) - 0.5
-        ra, dec = self.wcs.wcs_pix2world(x, y, 0)
-        return ConvexPolygon.from_corners(ra, dec)
+        return self._box_polygons([box])[0]
 
     @cached_property
     def region(self) -> ConvexPolygon:
@@ -184,10 +193,12 @@ class Tract:
         """Patch cell (x, y) holding each point in its inner box; -1 where outside every patch."""
         x, y = self.wcs.wcs_world2pix(np.asarray(ra, dtype=float), np.asarray(dec, dtype=float), 0)
         pw, ph = self.patch_inner_dimensions
-        cx = np.floor((np.floor(np.asarray(x) + 0.5) - self.patch_border) / pw).astype(np.int64)
-        cy = np.floor((np.floor(np.asarray(y) + 0.5) - self.patch_border) / ph).astype(np.int64)
-        bad = (cx < 0) | (cy < 0) | (cx >= self.num_patches[0]) | (cy >= self.num_patches[1])
-        bad |= ~np.isfinite(x) | ~np.isfinite(y)
+        x, y = np.asarray(x), np.asarray(y)
+        finite = np.isfinite(x) & np.isfinite(y)
+        x, y = np.where(finite, x, -1e9), np.where(finite, y, -1e9)
+        cx = np.floor((np.floor(x + 0.5) - self.patch_border) / pw).astype(np.int64)
+        cy = np.floor((np.floor(y + 0.5) - self.patch_border) / ph).astype(np.int64)
+        bad = (cx < 0) | (cy < 0) | (cx >= self.num_patches[0]) | (cy >= self.num_patches[1]) | ~finite
         return np.where(bad, -1, cx), np.where(bad, -1, cy)
 
     def find_patch(self, ra: float, dec: float) -> Patch:
@@ -217,26 +228,34 @@ class Tract:
             raise ConfigError(
                 f"patch cell ({cell_x}, {cell_y}) outside the {nx}x{ny} grid of tract {self.id}"
             )
+        return self._make_patches([(cell_x, cell_y)])[0]
+
+    def _make_patches(self, cells: list[tuple[int, int]]) -> list[Patch]:
         pw, ph = self.patch_inner_dimensions
         b = self.patch_border
-        inner = Box(b + cell_x * pw, b + cell_y * ph, pw, ph)
-        outer = Box(cell_x * pw, cell_y * ph, pw + 2 * b, ph + 2 * b)
-        return Patch(
-            skymap=self.skymap,
-            tract=self.id,
-            id=cell_y * nx + cell_x,
-            cell_x=cell_x,
-            cell_y=cell_y,
-            inner_bbox=inner,
-            outer_bbox=outer,
-            region=self._box_polygon(outer),
-            inner_region=self._box_polygon(inner),
-        )
+        inner = [Box(b + cx * pw, b + cy * ph, pw, ph) for cx, cy in cells]
+        outer = [Box(cx * pw, cy * ph, pw + 2 * b, ph + 2 * b) for cx, cy in cells]
+        polys = self._box_polygons(outer + inner)
+        n = len(cells)
+        return [
+            Patch(
+                skymap=self.skymap,
+                tract=self.id,
+                id=cy * self.num_patches[0] + cx,
+                cell_x=cx,
+                cell_y=cy,
+                inner_bbox=inner[i],
+                outer_bbox=outer[i],
+                region=polys[i],
+                inner_region=polys[n + i],
+            )
+            for i, (cx, cy) in enumerate(cells)
+        ]
 
     def patches(self) -> list[Patch]:
         """Every patch of the tract, in id order."""
         nx, ny = self.num_patches
-        return [self.patch(i) for i in range(nx * ny)]
+        return self._make_patches([(i % nx, i // nx) for i in range(nx * ny)])
 
 
 class SkyMap:

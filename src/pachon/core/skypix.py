@@ -4,31 +4,33 @@
 pixels, :meth:`~SkyPixelization.envelope` lists every pixel that may overlap a region (a superset:
 an index built from it never misses a match).
 
-Why astropy-healpix rather than Rubin's ``lsst-sphgeom`` (HTM/Q3C/MQ3C/HEALPix)?  Measured by
-``benchmarks/bench_skypix.py`` on this project's build machine (2 shared cores, level 7, the
-default):
+Why astropy-healpix rather than Rubin's ``lsst-sphgeom``?  Measured with
+``benchmarks/bench_skypix.py`` (level 7; one run on the 2-core build machine, same process):
 
-- indexing 10^6 points: astropy-healpix 0.13 s, lsst-sphgeom's HEALPix pixelization 0.52 s
-  (sphgeom takes vectors built in numpy, then a Python-level ``index`` per point is avoided by its
-  vectorized ``index`` call only for UnitVector3d objects, so astropy-healpix is ~4x faster);
-- envelopes of 10^4 detector-sized (0.2 deg) polygons: ours 1.4 s, sphgeom 0.36 s (C++
-  throughout; ours pays numpy overhead per region, acceptable for registry inserts);
-- envelope tightness (pixels x pixel area / region area, median over those polygons):
-  ours 5.9, sphgeom 6.1: the same.
+- indexing 10^6 points: astropy-healpix 0.16 s; ``hpgeom`` (the vectorized engine behind
+  ``lsst.sphgeom.HealpixPixelization``) 0.06 s; sphgeom's HTM through its per-point Python API
+  3.5 s.  Both HEALPix codes are far below anything a registry insert costs.
+- envelopes of 10^4 detector-sized (0.2 deg) polygons: ours 7.0 s (0.7 ms each, numpy
+  overhead), sphgeom's HEALPix 0.81 s, sphgeom's HTM 0.08 s (C++ throughout).
+- tightness (pixels x pixel area / polygon area, median): ours 15.7, sphgeom HEALPix 15.7,
+  HTM 15.7 (a 0.04 deg^2 detector against 0.21 deg^2 pixels: one pixel alone is 5.2).
+  The pixels sphgeom returns beyond ours do not touch the polygons (sphgeom pads envelopes
+  with neighbours); ours is checked as a superset by the tests.
 
-astropy-healpix is already a dependency through astropy's ecosystem, is pip-installable
-everywhere as a small wheel, and HEALPix is the pixelization that IVOA MOC and most survey tools
-speak; sphgeom's wheel is large and LSST-specific.  So we index with astropy-healpix and
-refine envelopes ourselves with exact cap/polygon distances.
+So astropy-healpix is as good where it matters (same envelopes, fast vectorized indexing), is
+a small astropy-affiliated wheel we already depend on, and speaks HEALPix, the pixelization of
+IVOA MOCs; sphgeom is LSST-specific and would add a compiled dependency for an 8x gain on a
+step that takes under a millisecond per region.
 
 ``DEFAULT_SKYPIX_LEVEL = 7`` (nside 128, pixels of 0.46 deg on a side, 0.21 deg^2): the regions
-we index are detectors (~0.2 deg), patches (~0.2 deg) and visits (~3.5 deg across).  At level 7
-a detector or patch lands in 1-4 pixels typically (under 10 with the conservative envelope), and
-a full LSSTCam visit in ~70-100 pixels, so the overlap table stays at a few rows per small
-region while a pixel is still no larger than ~2 detectors, so a point query returns few false
-candidates.  Level 8 would quadruple the rows per visit for little gain in selectivity;
-level 6 (0.92 deg pixels) would make each pixel hold ~20 detectors per visit.  (Rubin's
-butler uses HTM level 7 for the same role, triangles of ~0.6 deg.)
+we index are detectors (~0.2 deg), patches (~0.2 deg) and visits (~3.5 deg across).  Measured
+envelope sizes (median / max pixels): a 0.2 deg circle 2 / 4 at level 7 (2 / 4 at level 6,
+4 / 6 at level 8); a 3.5 deg visit circle 64 / 68 at level 7 (22 at level 6, 218 at level 8).
+Level 7 keeps the overlap table at a few rows per detector or patch and ~65 per visit, while a
+pixel is only ~5 detector areas, so a point or small-region query pulls few false candidates.
+Level 8 would more than triple the rows per visit for little gain in selectivity; level 6
+(0.92 deg pixels, ~20 detector areas) would make spatial queries return many more candidates.
+Rubin's butler makes the same trade with HTM level 7 (triangles of ~0.6 deg).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from pachon.core.errors import ConfigError
-from pachon.core.sphgeom import ConvexPolygon, Region, angular_separation
+from pachon.core.sphgeom import ConvexPolygon, Region, vector_to_lonlat
 
 __all__ = ["DEFAULT_SKYPIX_LEVEL", "SkyPixelization"]
 
@@ -84,12 +86,13 @@ class SkyPixelization:
     def index(self, ra: ArrayLike, dec: ArrayLike) -> NDArray[np.int64]:
         """Nested HEALPix index of each point (degrees), as an int64 array of their shape."""
         import astropy.units as u
+        from astropy_healpix import lonlat_to_healpix
 
         ra_a = np.asarray(ra, dtype=float)
         dec_a = np.asarray(dec, dtype=float)
         if np.any(np.abs(dec_a) > 90.0):
             raise ConfigError("SkyPixelization.index: dec must lie in [-90, 90] degrees")
-        idx = self._hp.lonlat_to_healpix(np.mod(ra_a, 360.0) * u.deg, dec_a * u.deg)
+        idx = lonlat_to_healpix(np.mod(ra_a, 360.0) * u.deg, dec_a * u.deg, self.nside, order="nested")
         return np.asarray(idx, dtype=np.int64)
 
     def pixel_center(self, index: ArrayLike) -> tuple[NDArray, NDArray]:
@@ -103,7 +106,7 @@ class SkyPixelization:
         """The pixel as a polygon through its 4 corners.
 
         HEALPix edges are not exactly great circles: the polygon's area differs from the pixel's
-        by a relative ~3e-5 at level 6 and ~5e-7 at level 10 (falling as 4**-level).
+        by a relative ~1e-4 at level 6 and ~5e-7 at level 10 (falling as 4**-level).
         """
         import astropy.units as u
 
@@ -116,42 +119,49 @@ class SkyPixelization:
             raise ConfigError(f"pixel index out of range [0, {self.npix}) at level {self.level}")
         return idx
 
-    def _pixel_radii(self, index: NDArray[np.int64], ra_c: NDArray, dec_c: NDArray) -> NDArray:
-        """Radius (degrees) of a circle around each pixel centre containing the whole pixel.
-
-        Taken as the farthest of 12 boundary points (corners and edge thirds), padded by 2%
-        plus a hair to cover the slight bulge of HEALPix edges between samples.
-        """
-        import astropy.units as u
-
-        lon, lat = self._hp.boundaries_lonlat(index, step=3)
-        sep = angular_separation(ra_c[:, None], dec_c[:, None], lon.to_value(u.deg), lat.to_value(u.deg))
-        return sep.max(axis=1) * 1.02 + 1e-9
-
     def envelope(self, region: Region) -> NDArray[np.int64]:
         """Sorted indices of every pixel that may overlap ``region`` (a superset).
 
         Candidates come from a HEALPix cone search around the region's bounding circle widened by
-        the largest pixel radius; each candidate is kept when the circle enclosing the pixel
-        overlaps the region (exact distance test for circles and convex polygons).
+        the largest pixel radius.  They are split into their children one or two levels down
+        (while that stays under ~50 000 pixels); a child is kept when the smallest circle around
+        it (through its farthest corner: HEALPix corners are the boundary points farthest from
+        the centre) overlaps the region, by an exact distance test, and the parents of the kept
+        children are returned.  Going down levels makes the envelope nearly tight.
         """
         import astropy.units as u
 
         circle = region.bounding_circle()
         radius = circle.radius + self._max_pixrad
         if radius >= 180.0:
-            candidates = np.arange(self.npix, dtype=np.int64)
+            cand = np.arange(self.npix, dtype=np.int64)
         else:
-            candidates = np.asarray(
+            cand = np.asarray(
                 self._hp.cone_search_lonlat(circle.ra * u.deg, circle.dec * u.deg, radius * u.deg),
                 dtype=np.int64,
             )
-        if candidates.size == 0:
-            return candidates
-        ra_c, dec_c = self.pixel_center(candidates)
-        keep = region.distance(ra_c, dec_c) <= self._pixel_radii(candidates, ra_c, dec_c)
-        return np.sort(candidates[keep])
+        if cand.size == 0:
+            return cand
+        depth = next((d for d in (2, 1) if cand.size * 4**d <= 50_000), 0)
+        depth = min(depth, _MAX_LEVEL - self.level)
+        fine = (cand[:, None] * 4**depth + np.arange(4**depth, dtype=np.int64)).ravel()
+        keep = _pixels_touching(region, fine, self.nside * 2**depth)
+        return np.unique(fine[keep] >> (2 * depth))
 
     def envelope_many(self, regions: list[Region]) -> list[NDArray[np.int64]]:
         """:meth:`envelope` of each region, in order."""
         return [self.envelope(r) for r in regions]
+
+
+def _pixels_touching(region: Region, index: NDArray[np.int64], nside: int) -> NDArray[np.bool_]:
+    """Whether the circle circumscribing each nested pixel overlaps ``region`` (conservative)."""
+    from astropy_healpix import healpix_to_xyz
+
+    centre = np.stack(healpix_to_xyz(index, nside, dx=0.5, dy=0.5, order="nested"), axis=-1)
+    chord = np.zeros(index.size)
+    for dx, dy in ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)):
+        corner = np.stack(healpix_to_xyz(index, nside, dx=dx, dy=dy, order="nested"), axis=-1)
+        chord = np.maximum(chord, np.linalg.norm(centre - corner, axis=-1))
+    radius = np.degrees(2.0 * np.arcsin(np.minimum(chord / 2.0, 1.0)))
+    ra, dec = vector_to_lonlat(centre)
+    return region.distance(ra, dec) <= radius * (1 + 1e-9) + 1e-12

@@ -47,12 +47,18 @@ def angular_separation(ra1: ArrayLike, dec1: ArrayLike, ra2: ArrayLike, dec2: Ar
     ra1, dec1, ra2, dec2
         Coordinates in degrees; any broadcastable shapes.
     """
-    l1, b1, l2, b2 = (np.radians(np.asarray(a, dtype=float)) for a in (ra1, dec1, ra2, dec2))
-    dl = l2 - l1
-    sb1, cb1, sb2, cb2 = np.sin(b1), np.cos(b1), np.sin(b2), np.cos(b2)
+    ra1, dec1, ra2, dec2 = (np.asarray(a, dtype=float) for a in (ra1, dec1, ra2, dec2))
+    # Differences are taken in degrees first (exact for nearby points), and the formula is
+    # rearranged around sin/cos of the Dec difference, so tiny separations keep full relative
+    # precision instead of being limited by the rounding of each coordinate in radians.
+    dl = np.radians(ra2 - ra1)
+    db = np.radians(dec2 - dec1)
+    b1, b2 = np.radians(dec1), np.radians(dec2)
+    sb1, cb1, cb2 = np.sin(b1), np.cos(b1), np.cos(b2)
+    hav = 2.0 * np.sin(dl / 2.0) ** 2  # 1 - cos(dl), without cancellation
     num1 = cb2 * np.sin(dl)
-    num2 = cb1 * sb2 - sb1 * cb2 * np.cos(dl)
-    den = sb1 * sb2 + cb1 * cb2 * np.cos(dl)
+    num2 = np.sin(db) + sb1 * cb2 * hav
+    den = np.cos(db) - cb1 * cb2 * hav
     return np.degrees(np.arctan2(np.hypot(num1, num2), den))
 
 
@@ -81,9 +87,16 @@ def _normalize(v: NDArray) -> NDArray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
+def _cross(a: NDArray, b: NDArray) -> NDArray:
+    """Cross product over the last axis (broadcasting; much faster than np.cross on small arrays)."""
+    a0, a1, a2 = a[..., 0], a[..., 1], a[..., 2]
+    b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
+    return np.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], axis=-1)
+
+
 def _vector_angle(a: NDArray, b: NDArray) -> NDArray:
     """Angle in radians between (not necessarily unit) vectors, stable at 0 and pi."""
-    return np.arctan2(np.linalg.norm(np.cross(a, b), axis=-1), np.sum(a * b, axis=-1))
+    return np.arctan2(np.linalg.norm(_cross(a, b), axis=-1), np.sum(a * b, axis=-1))
 
 
 class Region(ABC):
@@ -240,7 +253,7 @@ class ConvexPolygon(Region):
         self.ra_vertices, self.dec_vertices = ra, dec
         self.vertices = lonlat_to_vector(ra, dec)
         nxt = np.roll(self.vertices, -1, axis=0)
-        edges = np.cross(self.vertices, nxt)
+        edges = _cross(self.vertices, nxt)
         norms = np.linalg.norm(edges, axis=1)
         if np.any(norms <= 1e-15):
             raise ConfigError(
@@ -275,7 +288,7 @@ class ConvexPolygon(Region):
         ra_a, dec_a = np.asarray(ra, dtype=float), np.asarray(dec, dtype=float)
         v = lonlat_to_vector(ra_a, dec_a)
         if v.shape[0] >= 3:
-            orient = np.sum(np.cross(v, np.roll(v, -1, axis=0)) @ v.sum(axis=0))
+            orient = np.sum(_cross(v, np.roll(v, -1, axis=0)) @ v.sum(axis=0))
             if orient < 0:
                 return cls(ra_a[::-1], dec_a[::-1])
         return cls(ra_a, dec_a)
@@ -294,8 +307,8 @@ class ConvexPolygon(Region):
         inside = np.all(pn >= -self._TOL, axis=1)
         # the foot of the perpendicular lies on the arc when it sits between a and b
         q = p[:, None, :] - pn[..., None] * n[None, :, :]
-        on_arc = (np.einsum("ek,nek->ne", np.cross(n, a), q) >= 0) & (
-            np.einsum("ek,nek->ne", np.cross(b, n), q) >= 0
+        on_arc = (np.einsum("ek,nek->ne", _cross(n, a), q) >= 0) & (
+            np.einsum("ek,nek->ne", _cross(b, n), q) >= 0
         )
         d_line = np.arcsin(np.clip(np.abs(pn), 0.0, 1.0))
         d_vert = _vector_angle(p[:, None, :], a[None, :, :])
@@ -320,7 +333,7 @@ class ConvexPolygon(Region):
         """Solid angle in steradians (fan of triangles, Van Oosterom-Strackee formula)."""
         a = self.vertices[0]
         b, c = self.vertices[1:-1], self.vertices[2:]
-        triple = np.einsum("k,nk->n", a, np.cross(b, c))
+        triple = np.einsum("k,nk->n", a, _cross(b, c))
         den = 1.0 + b @ a + np.sum(b * c, axis=1) + c @ a
         return float(np.sum(2.0 * np.arctan2(triple, den)))
 
@@ -351,16 +364,16 @@ def _edges_cross(p1: ConvexPolygon, p2: ConvexPolygon) -> bool:
     a1 = np.roll(a0, -1, axis=0)
     b0, n2 = p2.vertices, p2.normals
     b1 = np.roll(b0, -1, axis=0)
-    x = np.cross(n1[:, None, :], n2[None, :, :])  # (E1, E2, 3): both candidate crossings +-x
+    x = _cross(n1[:, None, :], n2[None, :, :])  # (E1, E2, 3): both candidate crossings +-x
     ok = np.linalg.norm(x, axis=-1) > 1e-15
     hit = np.zeros(ok.shape, dtype=bool)
     for sign in (1.0, -1.0):
         xs = sign * x
-        on1 = (np.einsum("ik,ijk->ij", np.cross(n1, a0), xs) >= 0) & (
-            np.einsum("ik,ijk->ij", np.cross(a1, n1), xs) >= 0
+        on1 = (np.einsum("ik,ijk->ij", _cross(n1, a0), xs) >= 0) & (
+            np.einsum("ik,ijk->ij", _cross(a1, n1), xs) >= 0
         )
-        on2 = (np.einsum("jk,ijk->ij", np.cross(n2, b0), xs) >= 0) & (
-            np.einsum("jk,ijk->ij", np.cross(b1, n2), xs) >= 0
+        on2 = (np.einsum("jk,ijk->ij", _cross(n2, b0), xs) >= 0) & (
+            np.einsum("jk,ijk->ij", _cross(b1, n2), xs) >= 0
         )
         hit |= on1 & on2
     return bool(np.any(hit & ok))

@@ -101,13 +101,13 @@ class VisitInfo:
                 converted = kind(value)
             except (TypeError, ValueError):
                 raise ConfigError(f"VisitInfo.{name} must be {kind.__name__}, got {value!r}") from None
-            if kind is int and converted != value:
+            if kind is int and isinstance(value, float) and not value.is_integer():
                 raise ConfigError(f"VisitInfo.{name} must be an integer, got {value!r}")
             object.__setattr__(self, name, converted)
         if self.exposure_time is None or not self.exposure_time >= 0:
             raise ConfigError(f"VisitInfo.exposure_time must be >= 0 s, got {self.exposure_time!r}")
         if self.boresight_dec is not None and not -90.0 <= self.boresight_dec <= 90.0:
-            raise ConfigError(f"VisitInfo.boresight_dec must lie in [-90, 90] deg, got {self.boresight_dec!r}")
+            raise ConfigError(f"VisitInfo.boresight_dec must be in [-90, 90] deg, got {self.boresight_dec!r}")
         if self.airmass is not None and math.isfinite(self.airmass) and self.airmass < 1.0:
             raise ConfigError(f"VisitInfo.airmass must be >= 1, got {self.airmass!r}")
         if self.observatory is not None:

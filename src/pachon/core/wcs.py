@@ -34,9 +34,12 @@ def _make_sip(sip: Sip | Mapping[str, Any], crpix: np.ndarray) -> Sip:
         unknown = set(sip) - {"a", "b", "ap", "bp"}
         if unknown or "a" not in sip or "b" not in sip:
             raise ConfigError(
-                f"sip must hold 'a' and 'b' (and optionally 'ap', 'bp') coefficient arrays, got keys {sorted(sip)}"
+                "sip must hold 'a' and 'b' (and optionally 'ap', 'bp') coefficient arrays, "
+                f"got keys {sorted(sip)}"
             )
-        a, b, ap, bp = (None if sip.get(k) is None else np.asarray(sip[k], float) for k in ("a", "b", "ap", "bp"))
+        a, b, ap, bp = (
+            None if sip.get(k) is None else np.asarray(sip[k], float) for k in ("a", "b", "ap", "bp")
+        )
     for name, arr in (("a", a), ("b", b), ("ap", ap), ("bp", bp)):
         if arr is not None and (arr.ndim != 2 or arr.shape[0] != arr.shape[1]):
             raise ConfigError(f"SIP {name!r} coefficients must be a square (order+1)x(order+1) array")
@@ -112,7 +115,9 @@ def shift_wcs(wcs: WCS, dx: float, dy: float) -> WCS:
 def wcs_to_header(wcs: WCS) -> fits.Header:
     """FITS header cards of a celestial WCS, SIP coefficients included."""
     if wcs.naxis != 2 or not wcs.has_celestial:
-        raise ConfigError(f"only 2-D celestial WCSs can be written, got {wcs.naxis} axes {list(wcs.wcs.ctype)}")
+        raise ConfigError(
+            f"only 2-D celestial WCSs can be written, got {wcs.naxis} axes {list(wcs.wcs.ctype)}"
+        )
     header = wcs.to_header(relax=True)
     for key in ("DATEREF", "MJDREFI", "MJDREFF", "MJDREF"):
         header.remove(key, ignore_missing=True)

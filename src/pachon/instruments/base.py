@@ -6,6 +6,7 @@ import abc
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -60,7 +61,8 @@ class Amplifier:
                       "raw_serial_prescan_bbox"):
             box = getattr(self, label)
             if box is not None and not self.raw_bbox.contains(box):
-                raise ConfigError(f"amplifier {self.name!r}: {label} {box} lies outside raw_bbox {self.raw_bbox}")
+                raise ConfigError(
+                    f"amplifier {self.name!r}: {label} {box} lies outside raw_bbox {self.raw_bbox}")
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,8 @@ class Detector:
         """Whether pixel positions fall on the detector (pixel edges at ±0.5)."""
         x, y = np.asarray(x, float), np.asarray(y, float)
         b = self.bbox
-        return (x >= b.x0 - 0.5) & (x < b.x0 + b.width - 0.5) & (y >= b.y0 - 0.5) & (y < b.y0 + b.height - 0.5)
+        inside_x = (x >= b.x0 - 0.5) & (x < b.x0 + b.width - 0.5)
+        return inside_x & (y >= b.y0 - 0.5) & (y < b.y0 + b.height - 0.5)
 
 
 @dataclass
@@ -148,6 +151,13 @@ class Instrument(abc.ABC):
         if len(self._by_id) != len(self.detectors) or len(self._by_name) != len(self.detectors):
             raise ConfigError(f"instrument {self.name!r}: detector ids and names must be unique")
 
+    @staticmethod
+    def from_yaml(path: str | Path) -> Instrument:
+        """Load a generic instrument from a YAML definition file (see :mod:`.generic_schema`)."""
+        from pachon.instruments.generic import GenericInstrument
+
+        return GenericInstrument.from_yaml(path)
+
     @property
     def class_name(self) -> str:
         """Importable name of the instrument's class (stored in the registry)."""
@@ -168,7 +178,8 @@ class Instrument(abc.ABC):
         found = self._by_id.get(key) if isinstance(key, int | np.integer) else self._by_name.get(str(key))
         if found is None:
             raise DataIdError(f"instrument {self.name!r} has no detector {key!r}; ids run "
-                              f"{min(self._by_id)}..{max(self._by_id)}, names such as {self.detectors[0].name!r}")
+                              f"{min(self._by_id)}..{max(self._by_id)}, names such as "
+                              f"{self.detectors[0].name!r}")
         return found
 
     def focal_plane_to_field_angle(self, fx: np.ndarray, fy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -179,7 +190,9 @@ class Instrument(abc.ABC):
         """Field angle (rad) → focal plane (mm), with the radial distortion."""
         return self.distortion.field_angle_to_focal_plane(tx, ty)
 
-    def focal_plane_to_detector(self, fx: np.ndarray, fy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def focal_plane_to_detector(
+        self, fx: np.ndarray, fy: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Which detector each focal-plane point falls on, and where.
 
         Returns
@@ -218,5 +231,7 @@ class Instrument(abc.ABC):
              "name_in_raft": d.name_in_raft, "purpose": d.purpose, "physical_type": d.physical_type}
             for d in self.detectors
         ]
-        filters = [{"instrument": self.name, "name": name, "band": band} for name, band in self.filters.items()]
+        filters = [{"instrument": self.name, "name": name, "band": band}
+                   for name, band in self.filters.items()]
         return {"instrument": [instrument], "detector": detectors, "physical_filter": filters}
+

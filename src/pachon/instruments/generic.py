@@ -14,7 +14,11 @@ from pachon.instruments.base import Amplifier, Detector, Instrument
 from pachon.instruments.generic_schema import AngleModel, DetectorModel, InstrumentModel
 from pachon.instruments.geometry import RadialDistortion
 from pachon.instruments.translator import (
-    HeaderReader, ObservationInfo, day_obs_from_time, exposure_id_from_day_obs, parse_time,
+    HeaderReader,
+    ObservationInfo,
+    day_obs_from_time,
+    exposure_id_from_day_obs,
+    parse_time,
     seconds_since_day_obs_start,
 )
 
@@ -36,7 +40,8 @@ def load_instrument_model(path: str | Path) -> InstrumentModel:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: an instrument definition must be a YAML mapping, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: an instrument definition must be a YAML mapping, got {type(data).__name__}")
     try:
         return InstrumentModel.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -108,7 +113,8 @@ class GenericInstrument(Instrument):
     def __init__(self, model: InstrumentModel, *, source: str = "<definition>") -> None:
         detectors = [_build_detector(d, model.pixel_size_mm, source) for d in model.detectors]
         super().__init__(model.name, detectors, dict(model.filters),
-                         RadialDistortion(model.plate_scale, tuple(model.distortion)), raw_format="single_hdu")
+                         RadialDistortion(model.plate_scale, tuple(model.distortion)),
+                         raw_format="single_hdu")
         self.model = model
         self.source = source
 
@@ -129,7 +135,8 @@ class GenericInstrument(Instrument):
         try:
             return parse_time(value, fmt=spec.format, scale=spec.scale)
         except ValueError as exc:
-            raise h.error(spec.key, f"value {value!r} is not a time in format {spec.format!r}: {exc}") from None
+            raise h.error(spec.key,
+                          f"value {value!r} is not a time in format {spec.format!r}: {exc}") from None
 
     def _angle(self, h: HeaderReader, spec: AngleModel | None) -> float | None:
         if spec is None or not h.has(spec.key):
@@ -151,7 +158,8 @@ class GenericInstrument(Instrument):
         if rule.source == "filename":
             if h.filename == "<header>":
                 raise MetadataTranslationError(
-                    f"{self.name}: the exposure id comes from the file name; pass filename= to translate_header")
+                    f"{self.name}: the exposure id comes from the file name; "
+                    "pass filename= to translate_header")
             text, label = Path(h.filename).name, "file name"
         else:
             text, label = h.string(rule.key), f"header key {rule.key!r}"
@@ -198,7 +206,8 @@ class GenericInstrument(Instrument):
         day_obs = day_obs_from_time(begin)
         seq_num = self._seq_num(h, begin, day_obs)
         exposure_id = exposure_id_from_day_obs(day_obs, seq_num, filename=h.filename)
-        physical_filter = (h.string(spec.filter.key, None) if spec.filter.key else None) or spec.filter.default
+        from_header = h.string(spec.filter.key, None) if spec.filter.key else None
+        physical_filter = from_header or spec.filter.default
         if physical_filter is None:
             raise h.error(spec.filter.key or "filter", "is missing and the definition gives no default")
         physical_filter = str(physical_filter)

@@ -128,4 +128,5 @@ def focal_plane_to_pixel(
     dx = np.asarray(fx, float) - center_mm[0]
     dy = np.asarray(fy, float) - center_mm[1]
     c, s = np.cos(np.radians(yaw_deg)), np.sin(np.radians(yaw_deg))
-    return (c * dx + s * dy) / pixel_size_mm + center_pixel[0], (-s * dx + c * dy) / pixel_size_mm + center_pixel[1]
+    x = (c * dx + s * dy) / pixel_size_mm + center_pixel[0]
+    return x, (-s * dx + c * dy) / pixel_size_mm + center_pixel[1]

@@ -23,10 +23,20 @@ from pachon.core.errors import MetadataTranslationError
 from pachon.instruments.base import Detector, Instrument
 from pachon.instruments.geometry import RadialDistortion
 from pachon.instruments.lsst_layout import (
-    ITL, ITL_RAFTS, E2V, make_corner_detectors, make_raft_detectors, raft_center, science_raft_names,
+    E2V,
+    ITL,
+    ITL_RAFTS,
+    make_corner_detectors,
+    make_raft_detectors,
+    raft_center,
+    science_raft_names,
 )
 from pachon.instruments.translator import (
-    HeaderReader, ObservationInfo, day_obs_from_time, exposure_id_from_day_obs, parse_time,
+    HeaderReader,
+    ObservationInfo,
+    day_obs_from_time,
+    exposure_id_from_day_obs,
+    parse_time,
 )
 
 __all__ = ["LsstInstrument", "make_lsstcam", "make_lsstcomcam", "make_latiss", "CONTROLLER_OFFSETS"]
@@ -75,7 +85,8 @@ class LsstInstrument(Instrument):
         try:
             return self.detector(name)
         except LookupError:
-            raise h.error("RAFTBAY", f"and 'CCDSLOT' name detector {name!r}, which {self.name} lacks") from None
+            raise h.error("RAFTBAY",
+                          f"and 'CCDSLOT' name detector {name!r}, which {self.name} lacks") from None
 
     def _physical_filter(self, h: HeaderReader) -> str:
         parts = [h.string(k, None) for k in self.filter_keys]
@@ -120,7 +131,8 @@ class LsstInstrument(Instrument):
         if controller not in CONTROLLER_OFFSETS:
             raise h.error("CONTRLLR", f"has value {controller!r}; supported controllers are "
                           f"{sorted(CONTROLLER_OFFSETS)}")
-        exposure_id = CONTROLLER_OFFSETS[controller] + exposure_id_from_day_obs(day_obs, seq_num, filename=h.filename)
+        exposure_id = CONTROLLER_OFFSETS[controller] + exposure_id_from_day_obs(
+            day_obs, seq_num, filename=h.filename)
         raw_type = h.string("IMGTYPE", None)
         if raw_type is None:
             log.info("%s: no IMGTYPE; observation_type set to 'unknown'", h.filename)
@@ -171,7 +183,8 @@ def make_lsstcomcam() -> LsstInstrument:
     """LSSTComCam: one raft (R22) of nine ITL CCDs, ids 0..8, LSSTCam's optics."""
     detectors = make_raft_detectors("R22", 0, ITL, (0.0, 0.0))
     return LsstInstrument("LSSTComCam", detectors, COMCAM_FILTERS, LSSTCAM_DISTORTION,
-                          instrume=("comCam", "LSSTComCam"), detector_from_header=True, filter_keys=("FILTER",))
+                          instrume=("comCam", "LSSTComCam"), detector_from_header=True,
+                          filter_keys=("FILTER",))
 
 
 def make_latiss() -> LsstInstrument:

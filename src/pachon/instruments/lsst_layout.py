@@ -89,8 +89,10 @@ def make_amplifiers(ccd: CcdType) -> tuple[Amplifier, ...]:
         "bias_level": ccd.bias_level, "raw_bbox": raw_bbox,
         "raw_data_bbox": Box(ccd.prescan, 0, ccd.data_width, ccd.data_height),
         "raw_serial_prescan_bbox": Box(0, 0, ccd.prescan, ccd.data_height),
-        "raw_serial_overscan_bbox": Box(ccd.prescan + ccd.data_width, 0, ccd.serial_overscan, ccd.data_height),
-        "raw_parallel_overscan_bbox": Box(ccd.prescan, ccd.data_height, ccd.data_width, ccd.parallel_overscan),
+        "raw_serial_overscan_bbox": Box(ccd.prescan + ccd.data_width, 0, ccd.serial_overscan,
+                                        ccd.data_height),
+        "raw_parallel_overscan_bbox": Box(ccd.prescan, ccd.data_height, ccd.data_width,
+                                          ccd.parallel_overscan),
     }
     amps = []
     hdu = 1

@@ -28,10 +28,11 @@ _factories: dict[str, Callable[[], Instrument]] = {}
 
 
 def _builtin_factories() -> dict[str, Callable[[], Instrument]]:
-    from . import lsst
+    from . import lsst, testcam
 
     factories: dict[str, Callable[[], Instrument]] = {
         "LSSTCam": lsst.make_lsstcam, "LSSTComCam": lsst.make_lsstcomcam, "LATISS": lsst.make_latiss,
+        "PachonTestCam": testcam.make_testcam,
     }
     for path in sorted(DATA_DIR.glob("*.yaml")):
         factories[_yaml_name(path)] = lambda path=path: _from_yaml(path)
@@ -65,7 +66,8 @@ def register_instrument(instrument: Instrument, *, replace: bool = False) -> Non
     """Make ``instrument`` known to :func:`get_instrument` and :func:`find_instrument`."""
     _ensure_factories()
     with _lock:
-        if not replace and instrument.name in _instruments and _instruments[instrument.name] is not instrument:
+        existing = _instruments.get(instrument.name)
+        if not replace and existing is not None and existing is not instrument:
             raise ConfigError(f"an instrument named {instrument.name!r} is already registered; "
                               "pass replace=True to replace it")
         _instruments[instrument.name] = instrument
@@ -107,7 +109,8 @@ def find_instrument(header: Mapping[str, Any], *, filename: str | Path | None = 
         the matching instrument cannot translate the header (naming the missing keys).
     """
     where = str(filename) if filename is not None else "<header>"
-    candidates = [inst for inst in (get_instrument(n) for n in list_instruments()) if inst.can_translate(header)]
+    instruments = [get_instrument(n) for n in list_instruments()]
+    candidates = [inst for inst in instruments if inst.can_translate(header)]
     if not candidates:
         hint = {k: header.get(k) for k in ("INSTRUME", "TELESCOP") if k in header}
         raise MetadataTranslationError(

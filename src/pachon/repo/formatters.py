@@ -74,8 +74,10 @@ def list_storage_classes() -> list[str]:
 def _check_params(name: str, parameters: dict[str, Any], allowed: tuple[str, ...]) -> None:
     bad = sorted(set(parameters) - set(allowed))
     if bad:
-        raise ConfigError(f"storage class {name} does not support parameter {bad[0]!r}; "
-                          f"supported: {', '.join(allowed) or 'none'}")
+        raise ConfigError(
+            f"storage class {name} does not support parameter {bad[0]!r}; "
+            f"supported: {', '.join(allowed) or 'none'}"
+        )
 
 
 def _write_exposure(obj: Any, path: Path) -> None:

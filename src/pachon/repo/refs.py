@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pachon.core.errors import DataIdError
-from pachon.repo.registry.dimensions import DIMENSION_NAMES, UNIVERSE, implied_dimensions, normalize_dimensions
+from pachon.repo.dimensions import DIMENSION_NAMES, UNIVERSE, implied_dimensions, normalize_dimensions
 
 __all__ = ["DatasetRef", "DatasetType", "data_key", "coerce_value", "RAW_NAMESPACE", "deterministic_id"]
 

@@ -9,8 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from pachon.core.errors import QueryError
+from pachon.repo.dimensions import UNIVERSE
 from pachon.repo.refs import coerce_value
-from pachon.repo.registry.dimensions import UNIVERSE
 
 __all__ = ["QueryBuilder", "parse_region_arg"]
 
@@ -69,7 +69,9 @@ class QueryBuilder:
             elif dim == name:
                 self.columns[dim] = alias.c[col]
             else:
-                raise QueryError(f"cannot use {name!r} here: its key {dim!r} is not among the query's dimensions")
+                raise QueryError(
+                    f"cannot use {name!r} here: its key {dim!r} is not among the query's dimensions"
+                )
         for imp in elem.implies:
             self.columns.setdefault(imp, alias.c[imp])
         self.joined[name] = alias
@@ -83,8 +85,10 @@ class QueryBuilder:
             if name in self.columns:
                 return self.columns[name]
             if name in UNIVERSE:
-                raise QueryError(f"dimension {name!r} is not part of this query "
-                                 f"(available: {', '.join(sorted(self.columns))})")
+                raise QueryError(
+                    f"dimension {name!r} is not part of this query "
+                    f"(available: {', '.join(sorted(self.columns))})"
+                )
             owners = [e.name for e in UNIVERSE.values() if name in e.fields]
             hint = f"; write it as {owners[0]}.{name}" if owners else ""
             raise QueryError(f"unknown name {name!r} in where expression{hint}")
@@ -98,8 +102,10 @@ class QueryBuilder:
         if fld in ("id", "name") and fld == elem.key:
             return alias.c[elem.key]
         if fld not in alias.c or fld == "region":
-            raise QueryError(f"{name} has no field {fld!r}; fields: "
-                             f"{', '.join(c for c in alias.c.keys() if c != 'region')}")
+            raise QueryError(
+                f"{name} has no field {fld!r}; fields: "
+                f"{', '.join(c for c in alias.c.keys() if c != 'region')}"
+            )
         return alias.c[fld]
 
     def add_where(self, where: str | None, bind: dict[str, Any] | None) -> None:
@@ -123,8 +129,10 @@ class QueryBuilder:
         for name in ("patch", "tract", "visit", "exposure"):
             if name in dimensions:
                 return name
-        raise QueryError(f"no dimension with a sky region among {', '.join(dimensions)}; "
-                         f"a region constraint needs visit, exposure, tract or patch")
+        raise QueryError(
+            f"no dimension with a sky region among {', '.join(dimensions)}; "
+            f"a region constraint needs visit, exposure, tract or patch"
+        )
 
     def add_region(self, element_name: str, pixels: list[int]) -> sa.ColumnElement:
         """Constrain to records of ``element_name`` whose overlap pixels meet ``pixels``.
@@ -135,8 +143,11 @@ class QueryBuilder:
         alias = self.element_table(element_name)
         ov = self.tables["region_overlap"]
         keys = [alias.c[elem.column_for(d)] for d in (*elem.requires, element_name)]
-        conds = [ov.c.element == element_name, ov.c.key0 == sa.cast(keys[0], sa.String),
-                 ov.c.skypix.in_(pixels)]
+        conds = [
+            ov.c.element == element_name,
+            ov.c.key0 == sa.cast(keys[0], sa.String),
+            ov.c.skypix.in_(pixels),
+        ]
         conds.append(ov.c.key1 == (keys[1] if len(keys) > 1 else -1))
         conds.append(ov.c.key2 == (keys[2] if len(keys) > 2 else -1))
         self.conditions.append(sa.exists(sa.select(ov.c.skypix).where(*conds)))

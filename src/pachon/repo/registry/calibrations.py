@@ -32,10 +32,14 @@ class CalibrationsMixin:
     def _calib_collection(self, name: str) -> int:
         cid, ctype = self._collection(name)
         if ctype is not CollectionType.CALIBRATION:
-            raise CollectionError(f"collection {name!r} is {ctype.value}; certification needs a CALIBRATION one")
+            raise CollectionError(
+                f"collection {name!r} is {ctype.value}; certification needs a CALIBRATION one"
+            )
         return cid
 
-    def certify(self, collection: str, refs: Iterable[DatasetRef], begin: Any = None, end: Any = None) -> None:
+    def certify(
+        self, collection: str, refs: Iterable[DatasetRef], begin: Any = None, end: Any = None
+    ) -> None:
         """Certify datasets as valid over ``[begin, end)`` (None: unbounded).
 
         Raises
@@ -50,22 +54,46 @@ class CalibrationsMixin:
             for ref in refs:
                 type_id, dt = self._dataset_type_row(ref.dataset_type)
                 if not dt.is_calibration:
-                    raise CollectionError(f"dataset type {dt.name!r} is not a calibration type "
-                                          f"(register it with is_calibration=True) and cannot be certified")
+                    raise CollectionError(
+                        f"dataset type {dt.name!r} is not a calibration type "
+                        f"(register it with is_calibration=True) and cannot be certified"
+                    )
                 key = data_key(dt.dimensions, ref.data_id)
-                clash = conn.execute(sa.select(calib.c.dataset_id, calib.c.begin_ns, calib.c.end_ns).where(
-                    calib.c.collection_id == cid, calib.c.dataset_type_id == type_id, calib.c.data_key == key,
-                    calib.c.begin_ns < e, calib.c.end_ns > b)).first()
+                clash = conn.execute(
+                    sa.select(calib.c.dataset_id, calib.c.begin_ns, calib.c.end_ns).where(
+                        calib.c.collection_id == cid,
+                        calib.c.dataset_type_id == type_id,
+                        calib.c.data_key == key,
+                        calib.c.begin_ns < e,
+                        calib.c.end_ns > b,
+                    )
+                ).first()
                 if clash is not None:
                     raise ConflictError(
-                        f"{dt.name} {key} in {collection!r}: dataset {clash.dataset_id} is already certified over "
-                        f"[{clash.begin_ns}, {clash.end_ns}) ns TAI, which overlaps the new range; "
-                        f"decertify that range first")
-                conn.execute(calib.insert().values(collection_id=cid, dataset_id=ref.id, dataset_type_id=type_id,
-                                                   data_key=key, begin_ns=b, end_ns=e))
+                        f"{dt.name} {key} in {collection!r}: dataset {clash.dataset_id} is already "
+                        f"certified over [{clash.begin_ns}, {clash.end_ns}) ns TAI, which overlaps the new range; "
+                        f"decertify that range first"
+                    )
+                conn.execute(
+                    calib.insert().values(
+                        collection_id=cid,
+                        dataset_id=ref.id,
+                        dataset_type_id=type_id,
+                        data_key=key,
+                        begin_ns=b,
+                        end_ns=e,
+                    )
+                )
 
-    def decertify(self, collection: str, dataset_type: str, begin: Any = None, end: Any = None, *,
-                  data_ids: Iterable[dict[str, Any]] | None = None) -> int:
+    def decertify(
+        self,
+        collection: str,
+        dataset_type: str,
+        begin: Any = None,
+        end: Any = None,
+        *,
+        data_ids: Iterable[dict[str, Any]] | None = None,
+    ) -> int:
         """Remove validity over ``[begin, end)``; ranges that stick out are split and kept.
 
         Returns
@@ -77,8 +105,12 @@ class CalibrationsMixin:
         type_id, dt = self._dataset_type_row(dataset_type)
         b, e = _range(begin, end)
         calib = self.db.tables["calib"]
-        conds = [calib.c.collection_id == cid, calib.c.dataset_type_id == type_id,
-                 calib.c.begin_ns < e, calib.c.end_ns > b]
+        conds = [
+            calib.c.collection_id == cid,
+            calib.c.dataset_type_id == type_id,
+            calib.c.begin_ns < e,
+            calib.c.end_ns > b,
+        ]
         if data_ids is not None:
             conds.append(calib.c.data_key.in_([data_key(dt.dimensions, d) for d in data_ids]))
         with self.db.transaction() as conn:
@@ -88,17 +120,25 @@ class CalibrationsMixin:
                 keep = [(row.begin_ns, b), (e, row.end_ns)]
                 for kb, ke in keep:
                     if kb < ke and (kb, ke) != (row.begin_ns, row.end_ns):
-                        conn.execute(calib.insert().values(
-                            collection_id=cid, dataset_id=row.dataset_id, dataset_type_id=type_id,
-                            data_key=row.data_key, begin_ns=kb, end_ns=ke))
+                        conn.execute(
+                            calib.insert().values(
+                                collection_id=cid,
+                                dataset_id=row.dataset_id,
+                                dataset_type_id=type_id,
+                                data_key=row.data_key,
+                                begin_ns=kb,
+                                end_ns=ke,
+                            )
+                        )
         return len(rows)
 
     def certifications(self, collection: str, dataset_type: str | None = None) -> list[dict[str, Any]]:
         """Certifications of a CALIBRATION collection: dataset_id, data_key, begin_ns, end_ns."""
         cid = self._calib_collection(collection)
         calib = self.db.tables["calib"]
-        q = sa.select(calib.c.dataset_id, calib.c.dataset_type_id, calib.c.data_key, calib.c.begin_ns,
-                      calib.c.end_ns).where(calib.c.collection_id == cid)
+        q = sa.select(
+            calib.c.dataset_id, calib.c.dataset_type_id, calib.c.data_key, calib.c.begin_ns, calib.c.end_ns
+        ).where(calib.c.collection_id == cid)
         if dataset_type is not None:
             q = q.where(calib.c.dataset_type_id == self._dataset_type_row(dataset_type)[0])
         with self.db.reading() as conn:

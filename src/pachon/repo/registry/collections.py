@@ -17,7 +17,7 @@ __all__ = ["CollectionType", "CollectionsMixin"]
 _log = logging.getLogger(__name__)
 
 
-class CollectionType(str, enum.Enum):
+class CollectionType(enum.StrEnum):
     """The kinds of collection."""
 
     RUN = "RUN"
@@ -38,8 +38,12 @@ def _ctype(value: str | CollectionType) -> CollectionType:
 class CollectionsMixin:
     """Collection methods of the registry (needs ``self.db`` and ``self._collection_cache``)."""
 
-    def register_collection(self, name: str, type: str | CollectionType = CollectionType.RUN,  # noqa: A002
-                            doc: str | None = None) -> bool:
+    def register_collection(
+        self,
+        name: str,
+        type: str | CollectionType = CollectionType.RUN,  # noqa: A002
+        doc: str | None = None,
+    ) -> bool:
         """Create a collection; return False when it already exists with the same type.
 
         Raises
@@ -78,16 +82,20 @@ class CollectionsMixin:
         """Type of collection ``name`` (raises `CollectionError` when it does not exist)."""
         return self._collection(name)[1]
 
-    def list_collections(self, pattern: str | None = None,
-                         types: Iterable[str | CollectionType] | None = None) -> list[tuple[str, CollectionType]]:
+    def list_collections(
+        self, pattern: str | None = None, types: Iterable[str | CollectionType] | None = None
+    ) -> list[tuple[str, CollectionType]]:
         """Collections as ``(name, type)``, sorted by name, filtered by a glob and types."""
         table = self.db.tables["collection"]
         with self.db.reading() as conn:
             rows = conn.execute(sa.select(table.c.name, table.c.type).order_by(table.c.name)).all()
         wanted = {_ctype(t) for t in types} if types else None
-        return [(r.name, CollectionType(r.type)) for r in rows
-                if (pattern is None or fnmatch.fnmatchcase(r.name, pattern))
-                and (wanted is None or CollectionType(r.type) in wanted)]
+        return [
+            (r.name, CollectionType(r.type))
+            for r in rows
+            if (pattern is None or fnmatch.fnmatchcase(r.name, pattern))
+            and (wanted is None or CollectionType(r.type) in wanted)
+        ]
 
     def set_chain(self, parent: str, children: Sequence[str]) -> None:
         """Define a CHAINED collection's ordered children (searched first to last).
@@ -100,14 +108,16 @@ class CollectionsMixin:
             raise CollectionError(f"collection {parent!r} is {ptype.value}, not CHAINED")
         ids = [self._collection(c)[0] for c in children]
         for child in children:
-            if parent in [name for name, _ in self._flatten([child], set())] or child == parent:
+            if child == parent or parent in self._chain_members(child):
                 raise CollectionError(f"chaining {child!r} into {parent!r} would make a cycle")
         table = self.db.tables["collection_chain"]
         with self.db.transaction() as conn:
             conn.execute(table.delete().where(table.c.parent_id == pid))
             if ids:
-                conn.execute(table.insert(), [{"parent_id": pid, "position": i, "child_id": c}
-                                              for i, c in enumerate(ids)])
+                conn.execute(
+                    table.insert(),
+                    [{"parent_id": pid, "position": i, "child_id": c} for i, c in enumerate(ids)],
+                )
 
     def get_chain(self, parent: str) -> list[str]:
         """Children of a CHAINED collection, in search order."""
@@ -115,10 +125,26 @@ class CollectionsMixin:
         if ptype is not CollectionType.CHAINED:
             raise CollectionError(f"collection {parent!r} is {ptype.value}, not CHAINED")
         chain, coll = self.db.tables["collection_chain"], self.db.tables["collection"]
-        q = (sa.select(coll.c.name).join(chain, chain.c.child_id == coll.c.id)
-             .where(chain.c.parent_id == pid).order_by(chain.c.position))
+        q = (
+            sa.select(coll.c.name)
+            .join(chain, chain.c.child_id == coll.c.id)
+            .where(chain.c.parent_id == pid)
+            .order_by(chain.c.position)
+        )
         with self.db.reading() as conn:
             return list(conn.execute(q).scalars())
+
+    def _chain_members(self, name: str) -> set[str]:
+        """Every collection reachable from ``name`` through chains (chains included)."""
+        out, todo = set(), [name]
+        while todo:
+            cur = todo.pop()
+            if cur in out:
+                continue
+            out.add(cur)
+            if self._collection(cur)[1] is CollectionType.CHAINED:
+                todo += self.get_chain(cur)
+        return out
 
     def _flatten(self, names: Iterable[str], seen: set[str]) -> list[tuple[str, int, CollectionType]]:
         out: list[tuple[str, int, CollectionType]] = []
@@ -150,16 +176,28 @@ class CollectionsMixin:
         with self.db.transaction() as conn:
             rows = self._dataset_rows(conn, [r.id for r in refs])
             for row in rows:
-                other = conn.execute(sa.select(table.c.dataset_id).where(
-                    table.c.collection_id == tid, table.c.dataset_type_id == row.dataset_type_id,
-                    table.c.data_key == row.data_key)).scalar()
+                other = conn.execute(
+                    sa.select(table.c.dataset_id).where(
+                        table.c.collection_id == tid,
+                        table.c.dataset_type_id == row.dataset_type_id,
+                        table.c.data_key == row.data_key,
+                    )
+                ).scalar()
                 if other == row.id:
                     continue
                 if other is not None:
-                    raise ConflictError(f"TAGGED collection {tag!r} already holds dataset {other} for data "
-                                        f"ID {row.data_key}; disassociate it first")
-                conn.execute(table.insert().values(collection_id=tid, dataset_id=row.id,
-                                                   dataset_type_id=row.dataset_type_id, data_key=row.data_key))
+                    raise ConflictError(
+                        f"TAGGED collection {tag!r} already holds dataset {other} for data "
+                        f"ID {row.data_key}; disassociate it first"
+                    )
+                conn.execute(
+                    table.insert().values(
+                        collection_id=tid,
+                        dataset_id=row.id,
+                        dataset_type_id=row.dataset_type_id,
+                        data_key=row.data_key,
+                    )
+                )
 
     def disassociate(self, tag: str, refs: Iterable[DatasetRef]) -> None:
         """Remove datasets from a TAGGED collection (absent ones are ignored)."""
@@ -168,18 +206,27 @@ class CollectionsMixin:
             raise CollectionError(f"collection {tag!r} is {ttype.value}; disassociate needs a TAGGED one")
         table = self.db.tables["dataset_tag"]
         with self.db.transaction() as conn:
-            conn.execute(table.delete().where(table.c.collection_id == tid,
-                                              table.c.dataset_id.in_([r.id for r in refs])))
+            conn.execute(
+                table.delete().where(
+                    table.c.collection_id == tid, table.c.dataset_id.in_([r.id for r in refs])
+                )
+            )
 
     def remove_collection(self, name: str) -> None:
         """Delete an empty collection (a RUN must hold no datasets; chains referencing it block)."""
         cid, ctype = self._collection(name)
         ds, chain = self.db.tables["dataset"], self.db.tables["collection_chain"]
         with self.db.transaction() as conn:
-            if ctype is CollectionType.RUN and conn.execute(
-                    sa.select(ds.c.id).where(ds.c.run_id == cid).limit(1)).first():
+            if (
+                ctype is CollectionType.RUN
+                and conn.execute(sa.select(ds.c.id).where(ds.c.run_id == cid).limit(1)).first()
+            ):
                 raise CollectionError(f"RUN {name!r} still holds datasets; prune them first")
             if conn.execute(sa.select(chain.c.parent_id).where(chain.c.child_id == cid).limit(1)).first():
-                raise CollectionError(f"collection {name!r} is part of a CHAINED collection; unchain it first")
-            conn.execute(self.db.tables["collection"].delete().where(self.db.tables["collection"].c.id == cid))
+                raise CollectionError(
+                    f"collection {name!r} is part of a CHAINED collection; unchain it first"
+                )
+            conn.execute(
+                self.db.tables["collection"].delete().where(self.db.tables["collection"].c.id == cid)
+            )
         self._collection_cache.pop(name, None)

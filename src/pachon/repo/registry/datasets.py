@@ -62,14 +62,21 @@ class DatasetsMixin:
             old = None
         if old is not None:
             if old != dataset_type:
-                raise ConflictError(f"dataset type {dataset_type.name!r} is already registered as {old}; "
-                                    f"cannot redefine it as {dataset_type}")
+                raise ConflictError(
+                    f"dataset type {dataset_type.name!r} is already registered as {old}; "
+                    f"cannot redefine it as {dataset_type}"
+                )
             return False
         table = self.db.tables["dataset_type"]
         with self.db.transaction() as conn:
-            conn.execute(table.insert().values(
-                name=dataset_type.name, dimensions=",".join(dataset_type.dimensions),
-                storage_class=dataset_type.storage_class, is_calibration=dataset_type.is_calibration))
+            conn.execute(
+                table.insert().values(
+                    name=dataset_type.name,
+                    dimensions=",".join(dataset_type.dimensions),
+                    storage_class=dataset_type.storage_class,
+                    is_calibration=dataset_type.is_calibration,
+                )
+            )
         return True
 
     def _dataset_type_row(self, name: str) -> tuple[int, DatasetType]:
@@ -80,10 +87,16 @@ class DatasetsMixin:
         with self.db.reading() as conn:
             row = conn.execute(sa.select(table).where(table.c.name == name)).first()
         if row is None:
-            raise DatasetNotFoundError(f"dataset type {name!r} is not registered; register_dataset_type first "
-                                       f"(see `pachon query dataset-types`)")
-        dt = DatasetType(row.name, tuple(row.dimensions.split(",")) if row.dimensions else (),
-                         row.storage_class, bool(row.is_calibration))
+            raise DatasetNotFoundError(
+                f"dataset type {name!r} is not registered; register_dataset_type first "
+                f"(see `pachon query dataset-types`)"
+            )
+        dt = DatasetType(
+            row.name,
+            tuple(row.dimensions.split(",")) if row.dimensions else (),
+            row.storage_class,
+            bool(row.is_calibration),
+        )
         self._type_cache[name] = (row.id, dt)
         return row.id, dt
 
@@ -116,13 +129,32 @@ class DatasetsMixin:
         for item in items:
             type_id, _ = self._dataset_type_row(item.ref.dataset_type)
             row = {c: item.ref.data_id.get(c) for c in DATA_ID_COLUMNS}
-            row.update(id=item.ref.id, dataset_type_id=type_id, run_id=run_id, data_key=item.data_key,
-                       ingest_time=item.provenance.get("created_ns"))
+            row.update(
+                id=item.ref.id,
+                dataset_type_id=type_id,
+                run_id=run_id,
+                data_key=item.data_key,
+                ingest_time=item.provenance.get("created_ns"),
+            )
             ds_rows.append(row)
             file_rows.append(vars(item.file).copy())
-            prov_rows.append({"dataset_id": item.ref.id, "run": run, **{
-                k: item.provenance.get(k) for k in ("task", "quantum_id", "config_hash", "software_version",
-                                                    "host", "created_ns")}})
+            prov_rows.append(
+                {
+                    "dataset_id": item.ref.id,
+                    "run": run,
+                    **{
+                        k: item.provenance.get(k)
+                        for k in (
+                            "task",
+                            "quantum_id",
+                            "config_hash",
+                            "software_version",
+                            "host",
+                            "created_ns",
+                        )
+                    },
+                }
+            )
             input_rows += [{"dataset_id": item.ref.id, "input_id": i} for i in dict.fromkeys(item.inputs)]
         try:
             with self.db.transaction() as conn:
@@ -144,7 +176,7 @@ class DatasetsMixin:
         ids = list(ids)
         out = []
         for start in range(0, len(ids), 500):
-            out += conn.execute(sa.select(ds).where(ds.c.id.in_(ids[start:start + 500]))).all()
+            out += conn.execute(sa.select(ds).where(ds.c.id.in_(ids[start : start + 500]))).all()
         return out
 
     def _refs_from_rows(self, rows: Iterable[Any]) -> list[DatasetRef]:
@@ -154,7 +186,9 @@ class DatasetsMixin:
         for row in rows:
             dt = self._dataset_type_row(names[row.dataset_type_id])[1]
             keys = (*dt.dimensions, *dt.implied)
-            data_id = {c: getattr(row, c) for c in DATA_ID_COLUMNS if c in keys and getattr(row, c) is not None}
+            data_id = {
+                c: getattr(row, c) for c in DATA_ID_COLUMNS if c in keys and getattr(row, c) is not None
+            }
             out.append(DatasetRef(row.id, dt.name, data_id, runs[row.run_id]))
         return out
 
@@ -166,8 +200,10 @@ class DatasetsMixin:
     def _run_names(self) -> dict[int, str]:
         table = self.db.tables["collection"]
         with self.db.reading() as conn:
-            return {r.id: r.name for r in conn.execute(
-                sa.select(table.c.id, table.c.name).where(table.c.type == "RUN"))}
+            return {
+                r.id: r.name
+                for r in conn.execute(sa.select(table.c.id, table.c.name).where(table.c.type == "RUN"))
+            }
 
     def get_dataset(self, dataset_id: uuid.UUID | str) -> DatasetRef | None:
         """The dataset with this id, or None."""
@@ -185,7 +221,9 @@ class DatasetsMixin:
                 ids = list(ids)
                 rows = []
                 for s in range(0, len(ids), 500):
-                    rows += conn.execute(sa.select(table).where(table.c.dataset_id.in_(ids[s:s + 500]))).mappings()
+                    rows += conn.execute(
+                        sa.select(table).where(table.c.dataset_id.in_(ids[s : s + 500]))
+                    ).mappings()
         return [FileRecord(**r) for r in rows]
 
     def delete_datasets(self, ids: Iterable[uuid.UUID]) -> int:
@@ -195,7 +233,7 @@ class DatasetsMixin:
         n = 0
         with self.db.transaction() as conn:
             for s in range(0, len(ids), 500):
-                chunk = ids[s:s + 500]
+                chunk = ids[s : s + 500]
                 for name in ("dataset_tag", "calib", "file_record", "provenance", "dataset_input"):
                     table = self.db.tables[name]
                     conn.execute(table.delete().where(table.c.dataset_id.in_(chunk)))
@@ -207,8 +245,13 @@ class DatasetsMixin:
         prov, inputs = self.db.tables["provenance"], self.db.tables["dataset_input"]
         with self.db.reading() as conn:
             row = conn.execute(sa.select(prov).where(prov.c.dataset_id == dataset_id)).mappings().first()
-            ids = list(conn.execute(sa.select(inputs.c.input_id).where(inputs.c.dataset_id == dataset_id)
-                                    .order_by(inputs.c.input_id)).scalars())
+            ids = list(
+                conn.execute(
+                    sa.select(inputs.c.input_id)
+                    .where(inputs.c.dataset_id == dataset_id)
+                    .order_by(inputs.c.input_id)
+                ).scalars()
+            )
         if row is None:
             raise DatasetNotFoundError(f"no provenance for dataset {dataset_id}: it is not in the registry")
         return dict(row), ids
@@ -217,5 +260,6 @@ class DatasetsMixin:
         """Ids of datasets that list ``dataset_id`` among their inputs."""
         inputs = self.db.tables["dataset_input"]
         with self.db.reading() as conn:
-            return list(conn.execute(sa.select(inputs.c.dataset_id).where(inputs.c.input_id == dataset_id))
-                        .scalars())
+            return list(
+                conn.execute(sa.select(inputs.c.dataset_id).where(inputs.c.input_id == dataset_id)).scalars()
+            )

@@ -8,12 +8,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from pachon.core.errors import QueryError
+from pachon.repo.dimensions import (
+    DIMENSION_NAMES,
+    UNIVERSE,
+    element,
+    implied_dimensions,
+    normalize_dimensions,
+)
 from pachon.repo.refs import DatasetRef
 from pachon.repo.registry.builder import QueryBuilder, parse_region_arg
 from pachon.repo.registry.collections import CollectionType
-from pachon.repo.registry.dimensions import DIMENSION_NAMES, UNIVERSE, element, implied_dimensions, \
-    normalize_dimensions
 from pachon.repo.registry.records import region_from_text
 from pachon.repo.times import to_ns
 
@@ -25,10 +29,18 @@ _log = logging.getLogger(__name__)
 class QueriesMixin:
     """Query methods of the registry."""
 
-    def query_datasets(self, dataset_type: str, collections: str | Sequence[str], *,
-                       where: str | None = None, bind: dict[str, Any] | None = None,
-                       data_id: dict[str, Any] | None = None, find_first: bool = True,
-                       time: Any = None, region: Any = None) -> list[DatasetRef]:
+    def query_datasets(
+        self,
+        dataset_type: str,
+        collections: str | Sequence[str],
+        *,
+        where: str | None = None,
+        bind: dict[str, Any] | None = None,
+        data_id: dict[str, Any] | None = None,
+        find_first: bool = True,
+        time: Any = None,
+        region: Any = None,
+    ) -> list[DatasetRef]:
         """Find datasets of one type in collections.
 
         Parameters
@@ -69,13 +81,17 @@ class QueriesMixin:
         if others:
             parts = []
             if runs:
-                parts.append(sa.select(ds.c.id.label("did"), sa.case(
-                    {cid: i for i, cid in runs}, value=ds.c.run_id).label("rank"))
-                    .where(ds.c.dataset_type_id == type_id, ds.c.run_id.in_([c for _, c in runs])))
+                parts.append(
+                    sa.select(
+                        ds.c.id.label("did"),
+                        sa.case({cid: i for i, cid in runs}, value=ds.c.run_id).label("rank"),
+                    ).where(ds.c.dataset_type_id == type_id, ds.c.run_id.in_([c for _, c in runs]))
+                )
             for i, cid, ct in others:
                 member = t["dataset_tag"] if ct is CollectionType.TAGGED else t["calib"]
                 q = sa.select(member.c.dataset_id.label("did"), sa.literal(i).label("rank")).where(
-                    member.c.collection_id == cid, member.c.dataset_type_id == type_id)
+                    member.c.collection_id == cid, member.c.dataset_type_id == type_id
+                )
                 if ct is CollectionType.CALIBRATION and t_ns is not None:
                     q = q.where(member.c.begin_ns <= t_ns, member.c.end_ns > t_ns)
                 parts.append(q)
@@ -83,7 +99,9 @@ class QueriesMixin:
             base = ds.join(u, u.c.did == ds.c.id)
             rank = u.c.rank
         else:
-            conds.append(ds.c.run_id.in_([c for _, c in runs]) if len(runs) > 1 else ds.c.run_id == runs[0][1])
+            conds.append(
+                ds.c.run_id.in_([c for _, c in runs]) if len(runs) > 1 else ds.c.run_id == runs[0][1]
+            )
             rank = sa.case({cid: i for i, cid in runs}, value=ds.c.run_id) if len(runs) > 1 else sa.literal(0)
         qb = QueryBuilder(t, {c: ds.c[c] for c in (*dt.dimensions, *dt.implied)})
         qb.add_data_id(data_id)
@@ -114,9 +132,15 @@ class QueriesMixin:
         refs.sort(key=lambda ref: tuple((d, str(ref.data_id.get(d))) for d in DIMENSION_NAMES))
         return refs
 
-    def query_data_ids(self, dimensions: Sequence[str], *, where: str | None = None,
-                       bind: dict[str, Any] | None = None, data_id: dict[str, Any] | None = None,
-                       region: Any = None) -> list[dict[str, Any]]:
+    def query_data_ids(
+        self,
+        dimensions: Sequence[str],
+        *,
+        where: str | None = None,
+        bind: dict[str, Any] | None = None,
+        data_id: dict[str, Any] | None = None,
+        region: Any = None,
+    ) -> list[dict[str, Any]]:
         """Data IDs (required and implied values) of existing dimension records.
 
         ``dimensions`` such as ``["exposure", "detector"]`` are joined on their shared keys
@@ -144,9 +168,14 @@ class QueriesMixin:
             rows = [r for r in rows if r.query_region is not None and exact(region_from_text(r.query_region))]
         return [{k: getattr(r, k) for k in keys} for r in rows]
 
-    def query_dimension_records(self, element_name: str, *, where: str | None = None,
-                                bind: dict[str, Any] | None = None,
-                                data_id: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def query_dimension_records(
+        self,
+        element_name: str,
+        *,
+        where: str | None = None,
+        bind: dict[str, Any] | None = None,
+        data_id: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
         """Records of one dimension element (all columns), filtered like `query_data_ids`."""
         elem = element(element_name)
         qb = QueryBuilder(self.db.tables, {})

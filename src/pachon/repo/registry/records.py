@@ -10,8 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from pachon.core.errors import ConflictError, DataIdError
+from pachon.repo.dimensions import UNIVERSE, DimensionElement, element
 from pachon.repo.refs import DatasetType, coerce_value
-from pachon.repo.registry.dimensions import UNIVERSE, DimensionElement, element
 from pachon.repo.times import to_ns
 
 __all__ = ["RecordsMixin", "region_to_text", "region_from_text", "skypix_envelope"]
@@ -84,8 +84,9 @@ def normalize_record(elem: DimensionElement, record: dict[str, Any]) -> dict[str
 class RecordsMixin:
     """Dimension-record methods of the registry (needs ``self.db``)."""
 
-    def insert_dimension_records(self, element_name: str, records: Iterable[dict[str, Any]],
-                                 *, replace: bool = False) -> int:
+    def insert_dimension_records(
+        self, element_name: str, records: Iterable[dict[str, Any]], *, replace: bool = False
+    ) -> int:
         """Insert records of one element, or check that identical ones exist.
 
         Parameters
@@ -140,13 +141,17 @@ class RecordsMixin:
                 self._index_regions(conn, elem, [*new, *replaced])
         return changed
 
-    def _fetch_existing(self, conn: sa.Connection, table: sa.Table, pk: list[str],
-                        keys: list[tuple]) -> dict[tuple, dict[str, Any]]:
+    def _fetch_existing(
+        self, conn: sa.Connection, table: sa.Table, pk: list[str], keys: list[tuple]
+    ) -> dict[tuple, dict[str, Any]]:
         out: dict[tuple, dict[str, Any]] = {}
         for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            cond = sa.tuple_(*[table.c[c] for c in pk]).in_(chunk) if len(pk) > 1 else table.c[pk[0]].in_(
-                [k[0] for k in chunk])
+            chunk = keys[start : start + 500]
+            cond = (
+                sa.tuple_(*[table.c[c] for c in pk]).in_(chunk)
+                if len(pk) > 1
+                else table.c[pk[0]].in_([k[0] for k in chunk])
+            )
             for row in conn.execute(sa.select(table).where(cond)).mappings():
                 out[tuple(row[c] for c in pk)] = dict(row)
         return out
@@ -155,15 +160,26 @@ class RecordsMixin:
         ov = self.db.tables["region_overlap"]
         entries = []
         for row in rows:
-            keys = [row[elem.column_for(d)] if d != elem.name or elem.is_dimension else row[elem.key]
-                    for d in (*elem.requires, elem.name)]
-            k0, k1, k2 = str(keys[0]), int(keys[1]) if len(keys) > 1 else -1, int(keys[2]) if len(keys) > 2 else -1
-            conn.execute(ov.delete().where(ov.c.element == elem.name, ov.c.key0 == k0, ov.c.key1 == k1,
-                                           ov.c.key2 == k2))
+            keys = [
+                row[elem.column_for(d)] if d != elem.name or elem.is_dimension else row[elem.key]
+                for d in (*elem.requires, elem.name)
+            ]
+            k0, k1, k2 = (
+                str(keys[0]),
+                int(keys[1]) if len(keys) > 1 else -1,
+                int(keys[2]) if len(keys) > 2 else -1,
+            )
+            conn.execute(
+                ov.delete().where(
+                    ov.c.element == elem.name, ov.c.key0 == k0, ov.c.key1 == k1, ov.c.key2 == k2
+                )
+            )
             if row.get("region") is None:
                 continue
-            entries += [{"element": elem.name, "key0": k0, "key1": k1, "key2": k2, "skypix": p}
-                        for p in skypix_envelope(row["region"])]
+            entries += [
+                {"element": elem.name, "key0": k0, "key1": k1, "key2": k2, "skypix": p}
+                for p in skypix_envelope(row["region"])
+            ]
         if entries:
             conn.execute(ov.insert(), entries)
 
@@ -177,14 +193,18 @@ class RecordsMixin:
             if dim not in keys and col not in keys:
                 raise DataIdError(f"looking up a {elem.name} record needs {dim!r}; got {sorted(keys)}")
             value = keys.get(dim, keys.get(col))
-            cond.append(table.c[col] == coerce_value(dim if UNIVERSE[dim].is_dimension else col, value)
-                        if dim in UNIVERSE else table.c[col] == value)
+            cond.append(
+                table.c[col] == coerce_value(dim if UNIVERSE[dim].is_dimension else col, value)
+                if dim in UNIVERSE
+                else table.c[col] == value
+            )
         with self.db.reading() as conn:
             row = conn.execute(sa.select(table).where(*cond)).mappings().first()
         return None if row is None else dict(row)
 
-    def expand_data_id(self, dataset_type: DatasetType, data_id: dict[str, Any],
-                       cache: dict | None = None) -> dict[str, Any]:
+    def expand_data_id(
+        self, dataset_type: DatasetType, data_id: dict[str, Any], cache: dict | None = None
+    ) -> dict[str, Any]:
         """Validate a data ID against a dataset type and add its implied values.
 
         Raises
@@ -217,23 +237,28 @@ class RecordsMixin:
                     rec = {}
                 if rec is None:
                     where = ", ".join(f"{r}={out[r]!r}" for r in (*elem.requires, dim))
-                    raise DataIdError(f"no {dim} record with {where}; register it (ingest raws or "
-                                      f"insert_dimension_records) before using it in a data ID")
+                    raise DataIdError(
+                        f"no {dim} record with {where}; register it (ingest raws or "
+                        f"insert_dimension_records) before using it in a data ID"
+                    )
                 cache[key] = rec
             rec = cache[key]
             for imp in elem.implies:
                 if rec.get(imp) is not None:
                     out.setdefault(imp, rec[imp])
         if "physical_filter" in out and "band" not in out:
-            rec = self.dimension_record("physical_filter", instrument=out["instrument"],
-                                        physical_filter=out["physical_filter"])
+            rec = self.dimension_record(
+                "physical_filter", instrument=out["instrument"], physical_filter=out["physical_filter"]
+            )
             if rec and rec.get("band"):
                 out["band"] = rec["band"]
         for imp in dataset_type.implied:
             if imp in data_id and data_id[imp] is not None and imp in out:
                 if coerce_value(imp, data_id[imp]) != out[imp]:
-                    raise DataIdError(f"data ID gives {imp}={data_id[imp]!r} but the record says "
-                                      f"{out[imp]!r}; drop the key or fix it")
+                    raise DataIdError(
+                        f"data ID gives {imp}={data_id[imp]!r} but the record says "
+                        f"{out[imp]!r}; drop the key or fix it"
+                    )
             elif imp in data_id and data_id[imp] is not None:
                 out[imp] = coerce_value(imp, data_id[imp])
         return out

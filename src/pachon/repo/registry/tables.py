@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from pachon.repo.registry.dimensions import UNIVERSE, DimensionElement
+from pachon.repo.dimensions import UNIVERSE, DimensionElement
 
 __all__ = ["make_metadata", "DATA_ID_COLUMNS", "SQL_TYPES"]
 
 SQL_TYPES = {
-    "int": sa.BigInteger, "float": sa.Float, "str": sa.String(256), "time": sa.BigInteger,
-    "region": sa.Text, "json": sa.Text,
+    "int": sa.BigInteger,
+    "float": sa.Float,
+    "str": lambda: sa.String(256),
+    "time": sa.BigInteger,
+    "region": sa.Text,
+    "json": sa.Text,
 }
 
 #: Dimension columns carried by every dataset row (required and implied values).
 DATA_ID_COLUMNS: tuple[str, ...] = (
-    "instrument", "skymap", "band", "physical_filter", "day_obs", "detector", "exposure", "visit",
-    "tract", "patch",
+    "instrument",
+    "skymap",
+    "band",
+    "physical_filter",
+    "day_obs",
+    "detector",
+    "exposure",
+    "visit",
+    "tract",
+    "patch",
 )
 
 
@@ -26,8 +38,9 @@ def _key_type(name: str) -> sa.types.TypeEngine:
 
 def _dimension_table(md: sa.MetaData, elem: DimensionElement) -> sa.Table:
     cols: list[sa.Column] = [sa.Column(r, _key_type(r), primary_key=True) for r in elem.requires]
-    cols.append(sa.Column(elem.key, _key_type(elem.name if elem.is_dimension else elem.key),
-                          primary_key=True))
+    cols.append(
+        sa.Column(elem.key, _key_type(elem.name if elem.is_dimension else elem.key), primary_key=True)
+    )
     cols += [sa.Column(i, _key_type(i)) for i in elem.implies]
     cols += [sa.Column(f, SQL_TYPES[t]()) for f, t in elem.fields.items()]
     return sa.Table(f"dim_{elem.name}", md, *cols)
@@ -47,7 +60,8 @@ def make_metadata() -> sa.MetaData:
     for elem in UNIVERSE.values():
         _dimension_table(md, elem)
     sa.Table(
-        "dataset_type", md,
+        "dataset_type",
+        md,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("name", sa.String(128), nullable=False, unique=True),
         sa.Column("dimensions", sa.String(512), nullable=False),
@@ -55,20 +69,23 @@ def make_metadata() -> sa.MetaData:
         sa.Column("is_calibration", sa.Boolean, nullable=False, default=False),
     )
     sa.Table(
-        "collection", md,
+        "collection",
+        md,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("name", sa.String(256), nullable=False, unique=True),
         sa.Column("type", sa.String(16), nullable=False),
         sa.Column("doc", sa.Text),
     )
     sa.Table(
-        "collection_chain", md,
+        "collection_chain",
+        md,
         sa.Column("parent_id", sa.ForeignKey("collection.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("position", sa.Integer, primary_key=True),
         sa.Column("child_id", sa.ForeignKey("collection.id"), nullable=False),
     )
     ds = sa.Table(
-        "dataset", md,
+        "dataset",
+        md,
         sa.Column("id", sa.Uuid, primary_key=True),
         sa.Column("dataset_type_id", sa.ForeignKey("dataset_type.id"), nullable=False),
         sa.Column("run_id", sa.ForeignKey("collection.id"), nullable=False),
@@ -82,7 +99,8 @@ def make_metadata() -> sa.MetaData:
     sa.Index("dataset_patch_idx", ds.c.skymap, ds.c.tract, ds.c.patch)
     sa.Index("dataset_run_idx", ds.c.run_id)
     sa.Table(
-        "dataset_tag", md,
+        "dataset_tag",
+        md,
         sa.Column("collection_id", sa.ForeignKey("collection.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("dataset_id", sa.ForeignKey("dataset.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("dataset_type_id", sa.Integer, nullable=False),
@@ -90,7 +108,8 @@ def make_metadata() -> sa.MetaData:
         sa.UniqueConstraint("collection_id", "dataset_type_id", "data_key", name="tag_unique_data_id"),
     )
     calib = sa.Table(
-        "calib", md,
+        "calib",
+        md,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("collection_id", sa.ForeignKey("collection.id", ondelete="CASCADE"), nullable=False),
         sa.Column("dataset_id", sa.ForeignKey("dataset.id", ondelete="CASCADE"), nullable=False),
@@ -101,7 +120,8 @@ def make_metadata() -> sa.MetaData:
     )
     sa.Index("calib_lookup_idx", calib.c.collection_id, calib.c.dataset_type_id, calib.c.data_key)
     sa.Table(
-        "file_record", md,
+        "file_record",
+        md,
         sa.Column("dataset_id", sa.ForeignKey("dataset.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("path", sa.String(1024), nullable=False, unique=True),
         sa.Column("size", sa.BigInteger, nullable=False),
@@ -112,7 +132,8 @@ def make_metadata() -> sa.MetaData:
         sa.Column("transfer", sa.String(16)),
     )
     sa.Table(
-        "provenance", md,
+        "provenance",
+        md,
         sa.Column("dataset_id", sa.ForeignKey("dataset.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("run", sa.String(256), nullable=False),
         sa.Column("task", sa.String(256)),
@@ -123,13 +144,15 @@ def make_metadata() -> sa.MetaData:
         sa.Column("created_ns", sa.BigInteger),
     )
     inputs = sa.Table(
-        "dataset_input", md,
+        "dataset_input",
+        md,
         sa.Column("dataset_id", sa.ForeignKey("dataset.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("input_id", sa.Uuid, primary_key=True),
     )
     sa.Index("dataset_input_rev_idx", inputs.c.input_id)
     ov = sa.Table(
-        "region_overlap", md,
+        "region_overlap",
+        md,
         sa.Column("element", sa.String(32), primary_key=True),
         sa.Column("key0", sa.String(128), primary_key=True),
         sa.Column("key1", sa.BigInteger, primary_key=True),

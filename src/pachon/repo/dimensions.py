@@ -13,8 +13,14 @@ from dataclasses import dataclass, field
 
 from pachon.core.errors import DataIdError
 
-__all__ = ["DimensionElement", "UNIVERSE", "DIMENSION_NAMES", "normalize_dimensions", "implied_dimensions",
-           "element"]
+__all__ = [
+    "DimensionElement",
+    "UNIVERSE",
+    "DIMENSION_NAMES",
+    "normalize_dimensions",
+    "implied_dimensions",
+    "element",
+]
 
 
 @dataclass(frozen=True)
@@ -59,41 +65,87 @@ class DimensionElement:
 
 
 _OBS_FIELDS = {
-    "exposure_time": "float", "datetime_begin": "time", "datetime_end": "time",
-    "target_name": "str", "tracking_ra": "float", "tracking_dec": "float", "sky_angle": "float",
+    "exposure_time": "float",
+    "datetime_begin": "time",
+    "datetime_end": "time",
+    "target_name": "str",
+    "tracking_ra": "float",
+    "tracking_dec": "float",
+    "sky_angle": "float",
     "airmass": "float",
 }
 
 UNIVERSE: dict[str, DimensionElement] = {
     e.name: e
     for e in [
-        DimensionElement("instrument", key="name", key_type=str,
-                         fields={"class_name": "str", "detector_max": "int", "visit_max": "int"}),
+        DimensionElement(
+            "instrument",
+            key="name",
+            key_type=str,
+            fields={"class_name": "str", "detector_max": "int", "visit_max": "int"},
+        ),
         DimensionElement("band", key="name", key_type=str),
         DimensionElement("physical_filter", ("instrument",), key="name", key_type=str, implies=("band",)),
-        DimensionElement("detector", ("instrument",),
-                         fields={"full_name": "str", "raft": "str", "purpose": "str", "physical_type": "str"}),
-        DimensionElement("day_obs", ("instrument",), fields={"datetime_begin": "time", "datetime_end": "time"}),
-        DimensionElement("exposure", ("instrument",), implies=("physical_filter", "band", "day_obs"),
-                         fields={"obs_id": "str", "seq_num": "int", "observation_type": "str",
-                                 "dark_time": "float", "group": "str", **_OBS_FIELDS,
-                                 "region": "region"}),
-        DimensionElement("visit", ("instrument",), implies=("physical_filter", "band", "day_obs"),
-                         fields={"name": "str", **_OBS_FIELDS, "region": "region"}),
-        DimensionElement("visit_detector_region", ("instrument", "visit"), key="detector",
-                         fields={"region": "region"}, is_dimension=False),
-        DimensionElement("skymap", key="name", key_type=str,
-                         fields={"hash": "str", "tract_max": "int", "patch_max": "int", "definition": "json"}),
+        DimensionElement(
+            "detector",
+            ("instrument",),
+            fields={"full_name": "str", "raft": "str", "purpose": "str", "physical_type": "str"},
+        ),
+        DimensionElement(
+            "day_obs", ("instrument",), fields={"datetime_begin": "time", "datetime_end": "time"}
+        ),
+        DimensionElement(
+            "exposure",
+            ("instrument",),
+            implies=("physical_filter", "band", "day_obs"),
+            fields={
+                "obs_id": "str",
+                "seq_num": "int",
+                "observation_type": "str",
+                "dark_time": "float",
+                "group": "str",
+                **_OBS_FIELDS,
+                "region": "region",
+            },
+        ),
+        DimensionElement(
+            "visit",
+            ("instrument",),
+            implies=("physical_filter", "band", "day_obs"),
+            fields={"name": "str", **_OBS_FIELDS, "region": "region"},
+        ),
+        DimensionElement(
+            "visit_detector_region",
+            ("instrument", "visit"),
+            key="detector",
+            fields={"region": "region"},
+            is_dimension=False,
+        ),
+        DimensionElement(
+            "skymap",
+            key="name",
+            key_type=str,
+            fields={"hash": "str", "tract_max": "int", "patch_nx_max": "int", "patch_ny_max": "int"},
+        ),
         DimensionElement("tract", ("skymap",), fields={"region": "region"}),
-        DimensionElement("patch", ("skymap", "tract"), fields={"cell_x": "int", "cell_y": "int",
-                                                               "region": "region"}),
+        DimensionElement(
+            "patch", ("skymap", "tract"), fields={"cell_x": "int", "cell_y": "int", "region": "region"}
+        ),
     ]
 }
 
 #: The data-ID keys, in a canonical order (dependencies first).
 DIMENSION_NAMES: tuple[str, ...] = (
-    "instrument", "skymap", "band", "physical_filter", "day_obs", "detector", "exposure", "visit",
-    "tract", "patch",
+    "instrument",
+    "skymap",
+    "band",
+    "physical_filter",
+    "day_obs",
+    "detector",
+    "exposure",
+    "visit",
+    "tract",
+    "patch",
 )
 
 
