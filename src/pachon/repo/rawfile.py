@@ -113,5 +113,6 @@ def check_raw_shape(
     if shapes[0] != tuple(expected_shape):
         raise IngestError(
             f"{path}: image is {shapes[0][1]}x{shapes[0][0]} pixels (NAXIS1xNAXIS2) but detector "
-            f"{det.name} of {instrument.name} is {expected_shape[1]}x{expected_shape[0]}; check the instrument definition"
+            f"{det.name} of {instrument.name} is {expected_shape[1]}x{expected_shape[0]}; "
+            "check the instrument definition"
         )

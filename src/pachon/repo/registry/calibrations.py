@@ -71,8 +71,8 @@ class CalibrationsMixin:
                 if clash is not None:
                     raise ConflictError(
                         f"{dt.name} {key} in {collection!r}: dataset {clash.dataset_id} is already "
-                        f"certified over [{clash.begin_ns}, {clash.end_ns}) ns TAI, which overlaps the new range; "
-                        f"decertify that range first"
+                        f"certified over [{clash.begin_ns}, {clash.end_ns}) ns TAI, "
+                        f"which overlaps the new range; decertify that range first"
                     )
                 conn.execute(
                     calib.insert().values(

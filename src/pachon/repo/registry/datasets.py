@@ -89,7 +89,7 @@ class DatasetsMixin:
         if row is None:
             raise DatasetNotFoundError(
                 f"dataset type {name!r} is not registered; register_dataset_type first "
-                f"(see `pachon query dataset-types`)"
+                f"(list them with Repository.registry.list_dataset_types())"
             )
         dt = DatasetType(
             row.name,

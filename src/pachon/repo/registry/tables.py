@@ -94,9 +94,10 @@ def make_metadata() -> sa.MetaData:
         sa.Column("ingest_time", sa.BigInteger),
         sa.UniqueConstraint("dataset_type_id", "run_id", "data_key", name="dataset_unique_data_id"),
     )
-    sa.Index("dataset_exposure_idx", ds.c.instrument, ds.c.exposure, ds.c.detector)
-    sa.Index("dataset_visit_idx", ds.c.instrument, ds.c.visit, ds.c.detector)
-    sa.Index("dataset_patch_idx", ds.c.skymap, ds.c.tract, ds.c.patch)
+    # leading columns without instrument/skymap: queries often give only exposure or visit
+    sa.Index("dataset_exposure_idx", ds.c.exposure, ds.c.detector)
+    sa.Index("dataset_visit_idx", ds.c.visit, ds.c.detector)
+    sa.Index("dataset_patch_idx", ds.c.tract, ds.c.patch)
     sa.Index("dataset_run_idx", ds.c.run_id)
     sa.Table(
         "dataset_tag",
