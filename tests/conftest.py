@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,57 +22,6 @@ def shared_data() -> Path:
     return path
 
 
-def _find_pg_bin() -> Path | None:
-    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (candidate / "initdb").exists():
-            return candidate
-    found = shutil.which("initdb")
-    return Path(found).parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _PostgresServer:
-    """A throw-away PostgreSQL cluster in a temporary folder, on a loopback port."""
-
-    def __init__(self, bindir: Path) -> None:
-        self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="pachon-pg-"))
-        self.datadir = self.root / "data"
-        self.port = _free_port()
-        self.prefix: list[str] = []
-        if os.geteuid() == 0:
-            # initdb refuses to run as root: run the server as the Debian 'postgres' user.
-            self.prefix = ["runuser", "-u", "postgres", "--"]
-            shutil.chown(self.root, "postgres")
-            os.chmod(self.root, 0o700)
-
-    def _run(self, *args: str) -> None:
-        subprocess.run([*self.prefix, *args], check=True, capture_output=True, cwd=self.root)
-
-    def start(self) -> None:
-        self._run(str(self.bindir / "initdb"), "-D", str(self.datadir), "-A", "trust", "-U", "postgres")
-        self._run(
-            str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-w", "-l", str(self.root / "log"),
-            "-o", f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off",
-            "start",
-        )
-
-    def stop(self) -> None:
-        try:
-            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "stop")
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-
-
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
     """URL of a real PostgreSQL server's maintenance database.
@@ -89,16 +34,19 @@ def postgres_server_url() -> Iterator[str]:
     if url:
         yield url
         return
-    bindir = _find_pg_bin()
+    from pachon.testing.postgres import TemporaryPostgres, find_postgres_bin
+
+    bindir = find_postgres_bin()
     if bindir is None:
-        pytest.skip("no PostgreSQL server binaries (apt-get install postgresql) and no PACHON_TEST_POSTGRES_URL")
-    server = _PostgresServer(bindir)
+        pytest.skip(
+            "no PostgreSQL server binaries (apt-get install postgresql) and no PACHON_TEST_POSTGRES_URL"
+        )
+    server = TemporaryPostgres(bindir)
     try:
         server.start()
     except subprocess.CalledProcessError as exc:
         server.stop()
         pytest.fail(f"could not start PostgreSQL from {bindir}: {exc.stderr.decode(errors='replace')}")
-    time.sleep(0.1)
     try:
         yield server.url
     finally:

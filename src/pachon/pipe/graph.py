@@ -1,0 +1,252 @@
+"""The quantum graph: which task runs on which data ID, reading and writing which datasets.
+
+`build_quantum_graph` asks the registry for the data IDs of each task's quanta (``where``
+applied where its names exist), matches each quantum's inputs against datasets in the input
+collections or outputs predicted for upstream quanta, and drops quanta lacking an input.
+Predicted outputs get deterministic ids (UUID5 of run, dataset type and data ID), so the same
+command builds the same graph and a resumed run recognises what is already done.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pachon.core.errors import QueryError
+from pachon.pipe.pipeline import Pipeline, TaskDef, failure_type, metadata_type
+from pachon.pipe.prerequisites import PrerequisiteFinder
+from pachon.repo.dimensions import implied_dimensions, normalize_dimensions
+from pachon.repo.refs import DatasetRef, data_key
+
+__all__ = ["Quantum", "QuantumGraph", "build_quantum_graph", "predicted_id", "PIPE_NAMESPACE"]
+
+_log = logging.getLogger(__name__)
+
+#: Namespace of the UUID5 ids of quanta and of the datasets they write.
+PIPE_NAMESPACE = uuid.UUID("0f6a3c2e-94d1-4b7a-8e25-3c9d51a7e604")
+
+
+def predicted_id(run: str, name: str, key: str) -> uuid.UUID:
+    """Deterministic id of dataset (or quantum, with a task label as ``name``) ``key`` in ``run``."""
+    return uuid.uuid5(PIPE_NAMESPACE, f"{run}|{name}|{key}")
+
+
+@dataclass
+class Quantum:
+    """One execution of a task on one data ID."""
+
+    id: uuid.UUID
+    label: str
+    data_id: dict[str, Any]
+    inputs: dict[str, list[DatasetRef]]
+    outputs: dict[str, DatasetRef]
+    metadata: DatasetRef
+    failure: DatasetRef
+    upstream: frozenset[uuid.UUID] = field(default_factory=frozenset)
+
+    def input_ids(self) -> list[uuid.UUID]:
+        """Ids of every input dataset (prerequisites included), without repeats."""
+        return list(dict.fromkeys(r.id for refs in self.inputs.values() for r in refs))
+
+
+class QuantumGraph:
+    """Quanta in data-flow order, with their upstream/downstream links.
+
+    Parameters
+    ----------
+    pipeline
+        The pipeline the graph was built for.
+    run
+        RUN collection the outputs go to.
+    input_collections
+        Where the inputs were found.
+    quanta
+        The quanta, each after the ones it depends on.
+    """
+
+    def __init__(self, pipeline: Pipeline, run: str, input_collections: Sequence[str],
+                 quanta: list[Quantum]) -> None:
+        self.pipeline = pipeline
+        self.run = run
+        self.input_collections = list(input_collections)
+        self.quanta: dict[uuid.UUID, Quantum] = {q.id: q for q in quanta}
+        self.downstream: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+        for q in quanta:
+            for up in q.upstream:
+                self.downstream[up].append(q.id)
+        self.dropped: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.quanta)
+
+    def __iter__(self) -> Iterator[Quantum]:
+        return iter(self.quanta.values())
+
+    def by_label(self, label: str) -> list[Quantum]:
+        """Quanta of task ``label``."""
+        return [q for q in self.quanta.values() if q.label == label]
+
+    def descendants(self, qid: uuid.UUID) -> set[uuid.UUID]:
+        """Every quantum that depends, directly or not, on ``qid``."""
+        out: set[uuid.UUID] = set()
+        todo = list(self.downstream.get(qid, ()))
+        while todo:
+            cur = todo.pop()
+            if cur not in out:
+                out.add(cur)
+                todo += self.downstream.get(cur, ())
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """Number of quanta per task label, in pipeline order."""
+        out = {t.label: 0 for t in self.pipeline.ordered()}
+        for q in self.quanta.values():
+            out[q.label] += 1
+        return out
+
+
+def _keys_of(dimensions: Sequence[str]) -> tuple[str, ...]:
+    dims = normalize_dimensions(tuple(dimensions))
+    return (*dims, *implied_dimensions(dims))
+
+
+class _Builder:
+    def __init__(self, repo: Any, pipeline: Pipeline, collections: list[str], run: str,
+                 where: str | None, bind: dict[str, Any] | None) -> None:
+        self.repo, self.pipeline, self.collections, self.run = repo, pipeline, collections, run
+        self.where, self.bind = where, bind
+        self.where_ok = False
+        self.where_error: QueryError | None = None
+        # dataset type -> list of (ref, producing quantum id or None)
+        self.available: dict[str, list[tuple[DatasetRef, uuid.UUID | None]]] = {}
+        self.indexes: dict[tuple[str, tuple[str, ...]], dict[tuple, list]] = {}
+
+    def query(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call a registry query with ``where``; without it when its names do not apply here."""
+        if self.where:
+            try:
+                out = fn(*args, where=self.where, bind=self.bind, **kwargs)
+                self.where_ok = True
+                return out
+            except QueryError as exc:
+                self.where_error = self.where_error or exc
+                _log.debug("where %r does not apply to %s %s: %s", self.where, fn.__name__, args, exc)
+        return fn(*args, **kwargs)
+
+    def existing(self, dataset_type: str) -> list[tuple[DatasetRef, uuid.UUID | None]]:
+        if dataset_type not in self.available:
+            refs = self.query(self.repo.query_datasets, dataset_type, self.collections)
+            self.available[dataset_type] = [(r, None) for r in refs]
+        return self.available[dataset_type]
+
+    def index(self, dataset_type: str, shared: tuple[str, ...]) -> dict[tuple, list]:
+        key = (dataset_type, shared)
+        if key not in self.indexes:
+            idx: dict[tuple, list] = defaultdict(list)
+            for ref, qid in self.available.get(dataset_type, []):
+                idx[tuple(ref.data_id.get(k) for k in shared)].append((ref, qid))
+            self.indexes[key] = idx
+        return self.indexes[key]
+
+    def predicted(self, name: str, dims: Sequence[str], did: dict[str, Any]) -> DatasetRef:
+        keys = _keys_of(dims)
+        out_did = {k: did[k] for k in keys if k in did}
+        return DatasetRef(predicted_id(self.run, name, data_key(normalize_dimensions(tuple(dims)), out_did)),
+                          name, out_did, self.run)
+
+    def task_quanta(self, tdef: TaskDef, prereqs: PrerequisiteFinder) -> list[Quantum]:
+        qkeys = tdef.quantum_keys
+        candidates = self.query(self.repo.query_data_ids, tdef.dimensions)
+        plans = []
+        for name, inp in tdef.task.inputs.items():
+            if inp.dataset_type not in self.pipeline.producers:
+                self.existing(inp.dataset_type)
+            shared = tuple(k for k in _keys_of(inp.dimensions) if k in qkeys)
+            plans.append((name, inp, shared, self.index(inp.dataset_type, shared)))
+        out, dropped = [], 0
+        for did in candidates:
+            inputs: dict[str, list[DatasetRef]] = {}
+            upstream: set[uuid.UUID] = set()
+            for name, inp, shared, idx in plans:
+                hits = idx.get(tuple(did.get(k) for k in shared))
+                if not hits:
+                    break
+                if not inp.multiple and len(hits) > 1:
+                    raise QueryError(f"task {tdef.label!r} input {name!r}: {len(hits)} {inp.dataset_type} datasets "
+                                     f"match quantum {did}; declare it multiple=True or narrow the collections")
+                inputs[name] = [r for r, _ in hits]
+                upstream.update(q for _, q in hits if q is not None)
+            else:
+                found = prereqs.resolve(tdef, did)
+                if found is None:
+                    dropped += 1
+                    continue
+                inputs.update(found)
+                out.append(self.make_quantum(tdef, did, inputs, upstream))
+                continue
+            dropped += 1
+        if dropped:
+            _log.info("task %s: %d data IDs dropped for lack of inputs", tdef.label, dropped)
+        self.dropped = dropped
+        return out
+
+    def make_quantum(self, tdef: TaskDef, did: dict[str, Any], inputs: dict[str, list[DatasetRef]],
+                     upstream: set[uuid.UUID]) -> Quantum:
+        qid = predicted_id(self.run, tdef.label, data_key(tdef.dimensions, did))
+        outputs = {}
+        for name, o in tdef.task.outputs.items():
+            ref = self.predicted(o.dataset_type, o.dimensions, did)
+            outputs[name] = ref
+            self.available.setdefault(o.dataset_type, []).append((ref, qid))
+        return Quantum(qid, tdef.label, dict(did), inputs, outputs,
+                       self.predicted(metadata_type(tdef.label), tdef.dimensions, did),
+                       self.predicted(failure_type(tdef.label), tdef.dimensions, did), frozenset(upstream))
+
+
+def build_quantum_graph(repo: Any, pipeline: Pipeline, *, input_collections: Sequence[str], run: str,
+                        where: str | None = None, bind: dict[str, Any] | None = None) -> QuantumGraph:
+    """Build the quantum graph of ``pipeline`` over the data selected by ``where``.
+
+    Parameters
+    ----------
+    repo
+        A `pachon.repo.Repository`.
+    pipeline
+        The pipeline (or subset).
+    input_collections
+        Collections searched, in order, for the inputs and prerequisites.
+    run
+        RUN collection the outputs will go to (it fixes the predicted dataset ids).
+    where
+        Expression over dimension values, e.g. ``"instrument='LSSTComCam' AND visit > 100"``;
+        applied to every query where its names exist.
+    bind
+        Values of ``:name`` parameters in ``where``.
+
+    Raises
+    ------
+    QueryError
+        ``where`` is invalid or names dimensions no task's quanta have.
+    """
+    if where:
+        from pachon.repo.expr import parse_where
+
+        parse_where(where)
+    b = _Builder(repo, pipeline, list(input_collections), run, where, bind)
+    prereqs = PrerequisiteFinder(repo, list(input_collections), b)
+    quanta: list[Quantum] = []
+    dropped = {}
+    for tdef in pipeline.ordered():
+        quanta += b.task_quanta(tdef, prereqs)
+        dropped[tdef.label] = b.dropped
+    if where and not b.where_ok and b.where_error is not None:
+        raise QueryError(f"--where {where!r} applies to no task of {pipeline.source}: {b.where_error}")
+    graph = QuantumGraph(pipeline, run, input_collections, quanta)
+    graph.dropped = dropped
+    _log.info("quantum graph: %d quanta (%s)", len(graph),
+              ", ".join(f"{k}: {v}" for k, v in graph.counts().items()))
+    return graph
