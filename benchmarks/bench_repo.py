@@ -143,7 +143,9 @@ def populate(repo: Repository, n_exposures: int, n_detectors: int) -> float:
     batch: list[NewDataset] = []
     for e in range(n_exposures):
         for d in range(n_detectors):
-            data_id = repo.registry.expand_data_id(dt, {"instrument": "Synth", "exposure": e, "detector": d}, cache)
+            data_id = repo.registry.expand_data_id(
+                dt, {"instrument": "Synth", "exposure": e, "detector": d}, cache
+            )
             ref = DatasetRef(uuid.uuid4(), "calexp", data_id, run)
             path = f"{run}/calexp/calexp_{e}_{d}.fits"
             batch.append(

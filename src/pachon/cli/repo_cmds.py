@@ -74,14 +74,24 @@ def query_group() -> None:
     """Query datasets, dimension records and collections."""
 
 
+def _cell(column: str, value: object) -> str:
+    """Show registry times (int ns TAI in ``datetime_*`` and ``timespan_*`` columns) as ISO TAI."""
+    if isinstance(value, int) and column.startswith(("datetime_", "timespan_")):
+        from pachon.repo.times import from_ns
+
+        return from_ns(value).isot
+    return "" if value is None else str(value)
+
+
 def _table(rows: list[dict], columns: list[str]) -> None:
     if not rows:
         click.echo("(no results)")
         return
-    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
+    cells = [[_cell(c, r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for r in rows:
-        click.echo("  ".join(str(r.get(c, "")).ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
 
 
 @query_group.command("datasets")
