@@ -35,7 +35,7 @@ _TASKS: dict[tuple[int, str, str], Any] = {}
 _EXPAND: dict = {}
 
 
-class ExecutorGone(PachonError, RuntimeError):
+class ExecutorGoneError(PachonError, RuntimeError):
     """The executor process that submitted this quantum has died: do not commit its outputs."""
 
 
@@ -101,7 +101,7 @@ def _alive(pid: int) -> bool:
 
 def _guard(job: QuantumJob) -> None:
     if job.executor_pid is not None and not _alive(job.executor_pid):
-        raise ExecutorGone(f"executor process {job.executor_pid} died; quantum {job.label} "
+        raise ExecutorGoneError(f"executor process {job.executor_pid} died; quantum {job.label} "
                            f"{job.quantum.data_id} not committed (rerun with --skip-existing)")
 
 
@@ -178,7 +178,7 @@ def execute_quantum(job: QuantumJob) -> QuantumResult:
         write_datasets(repo, job.run, [*outputs, (q.metadata, meta)], provenance=prov, inputs=q.input_ids(),
                        before_commit=lambda: _guard(job), expand_cache=_EXPAND)
         return QuantumResult(q.id, q.label, q.data_id, status, wall_s=time.perf_counter() - t0)
-    except ExecutorGone:
+    except ExecutorGoneError:
         raise
     except Exception as exc:  # noqa: BLE001 - every task failure is recorded, not raised
         tb = traceback.format_exc()

@@ -38,7 +38,7 @@ class _PoolSession(Session):
         ctx.set_forkserver_preload(["pachon.pipe.quantum"])
         self._ctx = ctx
         self._pool = self._new_pool()
-        self._jobs: dict[int, tuple[QuantumJob, int, cf.Future]] = {}
+        self._jobs: dict[int, tuple[QuantumJob, int, cf.Future, cf.ProcessPoolExecutor]] = {}
         self._next = 0
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
@@ -48,10 +48,13 @@ class _PoolSession(Session):
         try:
             fut = self._pool.submit(execute_quantum, job)
         except BrokenProcessPool:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._new_pool()
+            self._replace_pool()
             fut = self._pool.submit(execute_quantum, job)
-        self._jobs[handle] = (job, attempt, fut)
+        self._jobs[handle] = (job, attempt, fut, self._pool)
+
+    def _replace_pool(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._new_pool()
 
     def submit(self, job: QuantumJob) -> Any:
         self._next += 1
@@ -62,29 +65,24 @@ class _PoolSession(Session):
         while True:
             futs = {self._jobs[h][2]: h for h in handles}
             finished, _ = cf.wait(list(futs), return_when=cf.FIRST_COMPLETED)
-            out, broken = [], False
+            out = []
             for fut in finished:
                 h = futs[fut]
-                job, attempt, _ = self._jobs[h]
+                job, attempt, _, pool = self._jobs[h]
                 try:
                     out.append((h, fut.result()))
                 except BrokenProcessPool:
-                    broken = True
+                    if pool is self._pool:
+                        _log.warning("a worker process died; starting a new pool")
+                        self._replace_pool()
                     if attempt < _MAX_ATTEMPTS:
-                        _log.warning("a worker died while %s %s was in flight; retrying it", job.label,
-                                     job.quantum.data_id)
-                        self._jobs[h] = (job, attempt + 1, fut)
-                        continue
-                    out.append((h, _failed(job, "worker process died twice while running this quantum")))
+                        _log.warning("retrying %s %s after a worker died", job.label, job.quantum.data_id)
+                        self._start(h, job, attempt + 1)
+                    else:
+                        out.append((h, _failed(job, "worker process died twice while this quantum was in "
+                                                    "flight")))
                 except Exception as exc:  # noqa: BLE001 - e.g. unpicklable config: recorded per quantum
                     out.append((h, _failed(job, f"{type(exc).__name__}: {exc}", traceback.format_exc())))
-            if broken:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._new_pool()
-                for h in handles:
-                    job, attempt, fut = self._jobs[h]
-                    if fut.done() and not any(h == o[0] for o in out) and fut.exception() is not None:
-                        self._start(h, job, attempt)
             for h, _ in out:
                 del self._jobs[h]
             if out:

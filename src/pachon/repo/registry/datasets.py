@@ -170,6 +170,7 @@ class DatasetsMixin:
                 f"{first.data_key}): a dataset with that type and data ID, or that id or file path, "
                 f"already exists; remove it first or use another run"
             ) from exc
+        self.db.note_growth(len(ds_rows))
 
     def _dataset_rows(self, conn: sa.Connection, ids: Iterable[uuid.UUID]) -> list[Any]:
         ds = self.db.tables["dataset"]

@@ -1,0 +1,83 @@
+"""Small example tasks: documentation, tests and the framework benchmark use them.
+
+They work on ``Json`` datasets holding ``{"value": float}`` so runs are fast and results can
+be checked by hand.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pachon.pipe.task import Input, Output, PrerequisiteInput, Task
+
+__all__ = ["ScaleConfig", "ScaleTask", "SumTask", "NoOpTask", "DebiasTask"]
+
+_DETECTOR = ("instrument", "exposure", "detector")
+
+
+@dataclass
+class ScaleConfig:
+    """Configuration of `ScaleTask`."""
+
+    #: Multiply the input value by this.
+    factor: float = 2.0
+    #: Input values that make the task raise ``ValueError`` (to exercise failure handling).
+    fail_on: list[float] = field(default_factory=list)
+    #: Seconds to sleep per quantum (to exercise interruption).
+    sleep_s: float = 0.0
+
+
+class ScaleTask(Task):
+    """``scaled = factor * toy_input`` per exposure and detector."""
+
+    dimensions = _DETECTOR
+    inputs = {"data": Input("toy_input", _DETECTOR, "Json")}
+    outputs = {"scaled": Output("toy_scaled", _DETECTOR, "Json")}
+    config_class = ScaleConfig
+
+    def run(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Scale ``data["value"]``."""
+        if self.config.sleep_s:
+            time.sleep(self.config.sleep_s)
+        if data["value"] in self.config.fail_on:
+            raise ValueError(f"value {data['value']} is configured to fail")
+        return {"scaled": {"value": self.config.factor * data["value"]}}
+
+
+class SumTask(Task):
+    """Sum of the scaled values of every detector of an exposure (a gather)."""
+
+    dimensions = ("instrument", "exposure")
+    inputs = {"scaled": Input("toy_scaled", _DETECTOR, "Json", multiple=True)}
+    outputs = {"total": Output("toy_total", ("instrument", "exposure"), "Json")}
+
+    def run(self, scaled: list[dict[str, Any]]) -> dict[str, Any]:
+        """Add the values up."""
+        return {"total": {"value": sum(s["value"] for s in scaled), "n": len(scaled)}}
+
+
+class NoOpTask(Task):
+    """Writes an empty record per exposure and detector (framework overhead benchmark)."""
+
+    dimensions = _DETECTOR
+    outputs = {"out": Output("toy_noop", _DETECTOR, "Json")}
+
+    def run(self) -> dict[str, Any]:
+        """Nothing to compute."""
+        return {"out": {}}
+
+
+class DebiasTask(Task):
+    """``toy_input - bias`` with the bias found as a calibration valid at the exposure time."""
+
+    dimensions = _DETECTOR
+    inputs = {"data": Input("toy_input", _DETECTOR, "Json")}
+    prerequisites = {"bias": PrerequisiteInput("toy_bias", ("instrument", "detector"), "Json",
+                                               lookup="calibration")}
+    outputs = {"debiased": Output("toy_debiased", _DETECTOR, "Json")}
+
+    def run(self, data: dict[str, Any], bias: dict[str, Any]) -> dict[str, Any]:
+        """Subtract the bias value."""
+        return {"debiased": {"value": data["value"] - bias["value"]}}
