@@ -5,19 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pipe_helpers import N_DETECTORS, N_EXPOSURES, input_value
 
 from pachon.core.errors import ConflictError, QueryError
 from pachon.pipe import Pipeline, build_quantum_graph, run_pipeline
 from pachon.pipe.executors import ProcessPoolExecutor, SerialExecutor
 from pachon.repo import Repository
 
-from .conftest import N_DETECTORS, N_EXPOSURES, input_value
-
 
 def outputs_of(repo: Repository, collection: str) -> dict[tuple, float]:
     """(dataset type, exposure, detector) -> value of every toy output in a collection."""
     out = {}
+    registered = {dt.name for dt in repo.registry.list_dataset_types()}
     for name in ("toy_scaled", "toy_total"):
+        if name not in registered:
+            continue
         for ref in repo.query_datasets(name, collection):
             out[(name, ref.data_id["exposure"], ref.data_id.get("detector"))] = repo.get(ref)["value"]
     return out
@@ -26,7 +28,8 @@ def outputs_of(repo: Repository, collection: str) -> dict[tuple, float]:
 def expected(factor: float = 3.0, exposures=range(1, N_EXPOSURES + 1), skip_values=()) -> dict[tuple, float]:
     out = {}
     for e in exposures:
-        vals = [factor * input_value(e, d) for d in range(N_DETECTORS) if input_value(e, d) not in skip_values]
+        vals = [factor * input_value(e, d) for d in range(N_DETECTORS)
+                if input_value(e, d) not in skip_values]
         for d in range(N_DETECTORS):
             if input_value(e, d) not in skip_values:
                 out[("toy_scaled", e, d)] = factor * input_value(e, d)
@@ -60,9 +63,8 @@ def test_run_outputs_chain_and_provenance(toy_repo: Repository, pipeline_file: P
     report = run_pipeline(toy_repo, pipeline_file, inputs=["raw/toy"], output="u/me/out", executor=executor)
     assert report.ok
     n = N_EXPOSURES * N_DETECTORS
-    assert report.counts() == {"scale": {"succeeded": n, "no_work": 0, "existing": 0, "failed": 0, "skipped": 0},
-                               "total": {"succeeded": N_EXPOSURES, "no_work": 0, "existing": 0, "failed": 0,
-                                         "skipped": 0}}
+    zero = {"no_work": 0, "existing": 0, "failed": 0, "skipped": 0}
+    assert report.counts() == {"scale": {"succeeded": n, **zero}, "total": {"succeeded": N_EXPOSURES, **zero}}
     chain = toy_repo.registry.get_chain("u/me/out")
     assert chain == [report.run, "raw/toy"] and report.run.startswith("u/me/out/")
     assert outputs_of(toy_repo, "u/me/out") == expected()
@@ -96,7 +98,8 @@ def test_failure_isolation_and_resume(toy_repo: Repository, pipeline_file: Path)
     assert fail.data_id["exposure"] == 2 and fail.data_id["detector"] == 1
     assert "ValueError: value 21.0 is configured to fail" in fail.error and "Traceback" in fail.traceback
     assert "FAILED scale" in report.summary() and "--clobber-failures" in report.summary()
-    rec = toy_repo.get("scale_failure", {"instrument": "Cam", "exposure": 2, "detector": 1}, collections=report.run)
+    rec = toy_repo.get("scale_failure", {"instrument": "Cam", "exposure": 2, "detector": 1},
+                       collections=report.run)
     assert "configured to fail" in rec["traceback"]
     assert outputs_of(toy_repo, "out") == expected(skip_values=(bad,))
 

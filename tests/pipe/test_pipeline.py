@@ -25,7 +25,7 @@ def test_load_order_config_and_graph(pipeline_file: Path) -> None:
     assert {s.name for s in pipe.output_types()} == {"toy_scaled", "toy_total", "scale_metadata",
                                                      "scale_failure", "total_metadata", "total_failure"}
     text = format_pipeline(pipe)
-    assert re.search(r"toy_scaled +\{instrument, exposure, detector\}  Json  scale -> total", text)
+    assert re.search(r"toy_scaled +\{instrument, detector, exposure\}  Json  scale -> total", text)
     assert "in   scaled: toy_scaled [gather]" in text
 
 
@@ -79,7 +79,8 @@ def test_cycle_and_declaration_errors() -> None:
     with pytest.raises(ConfigError, match="input 'dta' is not an argument of run"):
         Pipeline.from_dict({"tasks": {"a": f"{__name__}._BadArg"}})
     with pytest.raises(ConfigError, match="written by both"):
-        Pipeline.from_dict({"tasks": {"a": "pachon.pipe.examples.ScaleTask", "b": "pachon.pipe.examples.ScaleTask"}})
+        Pipeline.from_dict({"tasks": {"a": "pachon.pipe.examples.ScaleTask",
+                                      "b": "pachon.pipe.examples.ScaleTask"}})
 
 
 @dataclass

@@ -15,6 +15,8 @@ __all__ = ["cli", "main"]
 _COMMAND_MODULES = [
     "pachon.cli.repo_cmds",
     "pachon.cli.demo_cmd",
+    "pachon.cli.sim_cmds",
+    "pachon.cli.pipe_cmds",
 ]
 
 

@@ -24,7 +24,7 @@ from pachon.pipe.graph import Quantum
 from pachon.pipe.store import provenance_row, write_datasets
 
 __all__ = ["QuantumJob", "QuantumResult", "execute_quantum", "SUCCEEDED", "FAILED", "NO_WORK", "EXISTING",
-           "SKIPPED"]
+           "SKIPPED", "process_alive"]
 
 _log = logging.getLogger(__name__)
 
@@ -85,7 +85,8 @@ def _task(job: QuantumJob) -> Any:
     return _TASKS[key]
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie counts as dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -100,7 +101,7 @@ def _alive(pid: int) -> bool:
 
 
 def _guard(job: QuantumJob) -> None:
-    if job.executor_pid is not None and not _alive(job.executor_pid):
+    if job.executor_pid is not None and not process_alive(job.executor_pid):
         raise ExecutorGoneError(f"executor process {job.executor_pid} died; quantum {job.label} "
                            f"{job.quantum.data_id} not committed (rerun with --skip-existing)")
 

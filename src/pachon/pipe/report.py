@@ -81,7 +81,7 @@ class RunReport:
             lines.append(f"{lb:<{width}}  " + "  ".join(f"{c[s]:>9d}" for s in STATUSES))
             for s in STATUSES:
                 total[s] += c[s]
-        lines.append(f"{'total':<{width}}  " + "  ".join(f"{total[s]:>9d}" for s in STATUSES))
+        lines.append(f"{'(all)':<{width}}  " + "  ".join(f"{total[s]:>9d}" for s in STATUSES))
         return "\n".join(lines)
 
     def summary(self, *, max_failures: int = 10) -> str:

@@ -14,14 +14,21 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["sky_to_field_angle", "field_angle_to_sky", "sky_to_pixel", "pixel_to_sky", "detector_tan_wcs",
-           "pixel_scale_arcsec"]
+__all__ = [
+    "sky_to_field_angle",
+    "field_angle_to_sky",
+    "sky_to_pixel",
+    "pixel_to_sky",
+    "detector_tan_wcs",
+    "pixel_scale_arcsec",
+]
 
 log = logging.getLogger(__name__)
 
 
-def sky_to_field_angle(ra: np.ndarray, dec: np.ndarray, ra0: float, dec0: float,
-                       rotation_deg: float) -> tuple[np.ndarray, np.ndarray]:
+def sky_to_field_angle(
+    ra: np.ndarray, dec: np.ndarray, ra0: float, dec0: float, rotation_deg: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Sky positions (deg) → field angles (rad) along the focal-plane axes."""
     ra, dec = np.radians(np.asarray(ra, float)), np.radians(np.asarray(dec, float))
     a0, d0 = np.radians(ra0), np.radians(dec0)
@@ -32,8 +39,9 @@ def sky_to_field_angle(ra: np.ndarray, dec: np.ndarray, ra0: float, dec0: float,
     return -c * xi + s * eta, s * xi + c * eta
 
 
-def field_angle_to_sky(tx: np.ndarray, ty: np.ndarray, ra0: float, dec0: float,
-                       rotation_deg: float) -> tuple[np.ndarray, np.ndarray]:
+def field_angle_to_sky(
+    tx: np.ndarray, ty: np.ndarray, ra0: float, dec0: float, rotation_deg: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Field angles (rad) → sky positions (deg): the inverse of :func:`sky_to_field_angle`."""
     c, s = np.cos(np.radians(rotation_deg)), np.sin(np.radians(rotation_deg))
     tx, ty = np.asarray(tx, float), np.asarray(ty, float)
@@ -42,22 +50,32 @@ def field_angle_to_sky(tx: np.ndarray, ty: np.ndarray, ra0: float, dec0: float,
     rho = np.hypot(xi, eta)
     cc = np.arctan(rho)
     with np.errstate(invalid="ignore", divide="ignore"):
-        dec = np.arcsin(np.cos(cc) * np.sin(d0) + np.where(rho > 0, eta * np.sin(cc) * np.cos(d0) / np.where(
-            rho > 0, rho, 1.0), 0.0))
+        dec = np.arcsin(
+            np.cos(cc) * np.sin(d0)
+            + np.where(rho > 0, eta * np.sin(cc) * np.cos(d0) / np.where(rho > 0, rho, 1.0), 0.0)
+        )
     ra = a0 + np.arctan2(xi * np.sin(cc), rho * np.cos(d0) * np.cos(cc) - eta * np.sin(d0) * np.sin(cc))
     return np.degrees(ra) % 360.0, np.degrees(dec)
 
 
-def sky_to_pixel(instrument: Any, detector: Any, ra: np.ndarray, dec: np.ndarray, ra0: float, dec0: float,
-                 rotation_deg: float) -> tuple[np.ndarray, np.ndarray]:
+def sky_to_pixel(
+    instrument: Any,
+    detector: Any,
+    ra: np.ndarray,
+    dec: np.ndarray,
+    ra0: float,
+    dec0: float,
+    rotation_deg: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Sky (deg) → pixel position on ``detector`` (0-based, pixel centres at integers)."""
     tx, ty = sky_to_field_angle(ra, dec, ra0, dec0, rotation_deg)
     fx, fy = instrument.field_angle_to_focal_plane(tx, ty)
     return detector.focal_plane_to_pixel(fx, fy)
 
 
-def pixel_to_sky(instrument: Any, detector: Any, x: np.ndarray, y: np.ndarray, ra0: float, dec0: float,
-                 rotation_deg: float) -> tuple[np.ndarray, np.ndarray]:
+def pixel_to_sky(
+    instrument: Any, detector: Any, x: np.ndarray, y: np.ndarray, ra0: float, dec0: float, rotation_deg: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Pixel position on ``detector`` → sky (deg)."""
     fx, fy = detector.pixel_to_focal_plane(x, y)
     tx, ty = instrument.focal_plane_to_field_angle(fx, fy)
@@ -74,5 +92,10 @@ def detector_tan_wcs(instrument: Any, detector: Any, ra0: float, dec0: float, ro
     from pachon.core.wcs import make_tan_wcs
 
     x0, y0 = detector.focal_plane_to_pixel(np.array(0.0), np.array(0.0))
-    return make_tan_wcs(ra0, dec0, pixel_scale_arcsec(instrument, detector),
-                        rotation_deg=rotation_deg - detector.yaw_deg, crpix=(float(x0), float(y0)))
+    return make_tan_wcs(
+        ra0,
+        dec0,
+        pixel_scale_arcsec(instrument, detector),
+        rotation_deg=rotation_deg - detector.yaw_deg,
+        crpix=(float(x0), float(y0)),
+    )

@@ -15,8 +15,7 @@ from typing import Any
 
 from pachon.core.errors import ConfigError
 
-__all__ = ["BANDS", "SurveyConfig", "SkyConfig", "OpticsConfig", "DetectorConfig", "CalibConfig",
-           "SimConfig"]
+__all__ = ["BANDS", "SurveyConfig", "SkyConfig", "OpticsConfig", "DetectorConfig", "CalibConfig", "SimConfig"]
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +38,9 @@ def _positive(section: str, name: str, value: float, *, allow_zero: bool = False
 def _check_bands(section: str, name: str, bands: Any) -> None:
     unknown = [b for b in bands if b not in BANDS]
     if unknown:
-        raise ConfigError(f"sim config: {section}.{name} has unknown band(s) {unknown}; "
-                          f"use bands from {list(BANDS)}")
+        raise ConfigError(
+            f"sim config: {section}.{name} has unknown band(s) {unknown}; use bands from {list(BANDS)}"
+        )
 
 
 @dataclass
@@ -70,13 +70,17 @@ class SurveyConfig:
         _positive("survey", "exposure_time", self.exposure_time)
         for name in ("n_fields", "n_nights"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"sim config: survey.{name} must be at least 1, got {getattr(self, name)!r}")
+                raise ConfigError(
+                    f"sim config: survey.{name} must be at least 1, got {getattr(self, name)!r}"
+                )
         if not -90.0 <= self.dec <= 90.0:
             raise ConfigError(f"sim config: survey.dec must lie in [-90, 90] deg, got {self.dec!r}")
         lo, hi = self.seeing_fwhm
         if not 0 < lo <= hi:
-            raise ConfigError(f"sim config: survey.seeing_fwhm must be (min, max) with 0 < min <= max arcsec, "
-                              f"got {self.seeing_fwhm!r}")
+            raise ConfigError(
+                f"sim config: survey.seeing_fwhm must be (min, max) with 0 < min <= max arcsec, "
+                f"got {self.seeing_fwhm!r}"
+            )
 
 
 @dataclass
@@ -99,16 +103,21 @@ class SkyConfig:
         for name in ("star_density", "galaxy_density", "variable_fraction", "satellite_probability"):
             _positive("sky", name, getattr(self, name), allow_zero=True)
         if self.variable_fraction > 1 or self.satellite_probability > 1:
-            raise ConfigError("sim config: sky.variable_fraction and sky.satellite_probability are "
-                              "fractions between 0 and 1")
+            raise ConfigError(
+                "sim config: sky.variable_fraction and sky.satellite_probability are "
+                "fractions between 0 and 1"
+            )
         for name in ("n_transients", "n_movers", "n_bright_stars"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"sim config: sky.{name} must be zero or positive, got {getattr(self, name)!r}")
+                raise ConfigError(
+                    f"sim config: sky.{name} must be zero or positive, got {getattr(self, name)!r}"
+                )
         for name in ("star_mag_range", "galaxy_mag_range"):
             lo, hi = getattr(self, name)
             if not lo < hi:
-                raise ConfigError(f"sim config: sky.{name} must be (bright, faint) with bright < faint, "
-                                  f"got {(lo, hi)!r}")
+                raise ConfigError(
+                    f"sim config: sky.{name} must be (bright, faint) with bright < faint, got {(lo, hi)!r}"
+                )
 
 
 @dataclass
@@ -132,8 +141,9 @@ class OpticsConfig:
     def validate(self) -> None:
         """Raise ConfigError on bad values."""
         if self.psf_model not in ("kolmogorov", "vonkarman"):
-            raise ConfigError(f"sim config: optics.psf_model must be 'kolmogorov' or 'vonkarman', "
-                              f"got {self.psf_model!r}")
+            raise ConfigError(
+                f"sim config: optics.psf_model must be 'kolmogorov' or 'vonkarman', got {self.psf_model!r}"
+            )
         for name in ("zeropoints", "sky_brightness", "extinction"):
             _check_bands("optics", name, getattr(self, name))
             missing = [b for b in BANDS if b not in getattr(self, name)]
@@ -142,8 +152,10 @@ class OpticsConfig:
         _positive("optics", "outer_scale_m", self.outer_scale_m)
         _positive("optics", "optical_sigma_arcsec", self.optical_sigma_arcsec, allow_zero=True)
         if not 0 <= self.vignetting < 1:
-            raise ConfigError(f"sim config: optics.vignetting is the fractional light loss at the "
-                              f"field edge, in [0, 1), got {self.vignetting!r}")
+            raise ConfigError(
+                f"sim config: optics.vignetting is the fractional light loss at the "
+                f"field edge, in [0, 1), got {self.vignetting!r}"
+            )
 
 
 @dataclass
@@ -160,7 +172,7 @@ class DetectorConfig:
     flat_large_scale: float = 0.03
     nonlinearity: float = -2.0e-7
     crosstalk: float = 2.0e-4
-    brighter_fatter: float = 2.0e-6
+    brighter_fatter: float = 4.0e-6
     n_bad_columns: int = 1
     full_well: float | None = None
     cosmic_ray_rate: float = 0.02
@@ -168,14 +180,24 @@ class DetectorConfig:
 
     def validate(self) -> None:
         """Raise ConfigError on bad values."""
-        for name in ("bias_offset_rms", "bias_row_rms", "dark_current", "hot_pixel_fraction", "prnu",
-                     "flat_large_scale", "brighter_fatter", "cosmic_ray_rate", "hot_pixel_current"):
+        for name in (
+            "bias_offset_rms",
+            "bias_row_rms",
+            "dark_current",
+            "hot_pixel_fraction",
+            "prnu",
+            "flat_large_scale",
+            "brighter_fatter",
+            "cosmic_ray_rate",
+            "hot_pixel_current",
+        ):
             _positive("detector", name, getattr(self, name), allow_zero=True)
         if self.n_bad_columns < 0:
             raise ConfigError(f"sim config: detector.n_bad_columns must be >= 0, got {self.n_bad_columns!r}")
         if abs(self.crosstalk) >= 0.1:
-            raise ConfigError(f"sim config: detector.crosstalk is a coupling coefficient, |c| < 0.1, "
-                              f"got {self.crosstalk!r}")
+            raise ConfigError(
+                f"sim config: detector.crosstalk is a coupling coefficient, |c| < 0.1, got {self.crosstalk!r}"
+            )
         if self.full_well is not None:
             _positive("detector", "full_well", self.full_well)
 
@@ -202,8 +224,13 @@ class CalibConfig:
             _check_bands("calibs", "flat_bands", self.flat_bands)
 
 
-_SECTIONS = {"survey": SurveyConfig, "sky": SkyConfig, "optics": OpticsConfig, "detector": DetectorConfig,
-             "calibs": CalibConfig}
+_SECTIONS = {
+    "survey": SurveyConfig,
+    "sky": SkyConfig,
+    "optics": OpticsConfig,
+    "detector": DetectorConfig,
+    "calibs": CalibConfig,
+}
 
 
 @dataclass
@@ -229,7 +256,9 @@ class SimConfig:
         for name in _SECTIONS:
             getattr(self, name).validate()
         if not 0 <= self.refcat_level <= 12:
-            raise ConfigError(f"sim config: refcat_level must be a HEALPix order in 0..12, got {self.refcat_level!r}")
+            raise ConfigError(
+                f"sim config: refcat_level must be a HEALPix order in 0..12, got {self.refcat_level!r}"
+            )
         self.get_instrument()
 
     def get_instrument(self) -> Any:
@@ -241,8 +270,10 @@ class SimConfig:
             known = {d.id for d in inst.detectors}
             bad = [d for d in self.detectors if d not in known]
             if bad:
-                raise ConfigError(f"sim config: detectors {bad} are not detectors of {inst.name}; "
-                                  f"ids run {min(known)}..{max(known)}")
+                raise ConfigError(
+                    f"sim config: detectors {bad} are not detectors of {inst.name}; "
+                    f"ids run {min(known)}..{max(known)}"
+                )
         return inst
 
     def to_dict(self) -> dict[str, Any]:
@@ -265,7 +296,8 @@ class SimConfig:
             names = {f.name for f in dataclasses.fields(section)}
             bad = set(value) - names
             if bad:
-                raise ConfigError(f"sim config: unknown key(s) {sorted(bad)} in section {key!r}; "
-                                  f"known: {sorted(names)}")
+                raise ConfigError(
+                    f"sim config: unknown key(s) {sorted(bad)} in section {key!r}; known: {sorted(names)}"
+                )
             kwargs[key] = section(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
         return cls(**kwargs)

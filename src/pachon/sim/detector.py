@@ -19,8 +19,15 @@ import numpy as np
 
 from pachon.sim.config import DetectorConfig
 
-__all__ = ["DetectorSignatures", "make_signatures", "add_cosmic_rays", "saturate_and_bleed", "read_out",
-           "raw_to_assembled", "crosstalk_matrix"]
+__all__ = [
+    "DetectorSignatures",
+    "make_signatures",
+    "add_cosmic_rays",
+    "saturate_and_bleed",
+    "read_out",
+    "raw_to_assembled",
+    "crosstalk_matrix",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +71,9 @@ def _focal_radius2(detector: Any, field_radius_mm: float) -> tuple[np.ndarray, n
     return fx / field_radius_mm, fy / field_radius_mm
 
 
-def make_signatures(detector: Any, cfg: DetectorConfig, *, vignetting: float, field_radius_mm: float,
-                    rng: np.random.Generator) -> DetectorSignatures:
+def make_signatures(
+    detector: Any, cfg: DetectorConfig, *, vignetting: float, field_radius_mm: float, rng: np.random.Generator
+) -> DetectorSignatures:
     """Draw the fixed signatures of ``detector`` (deterministic for a given ``rng``)."""
     b = detector.bbox
     rx, ry = _focal_radius2(detector, field_radius_mm)
@@ -78,26 +86,50 @@ def make_signatures(detector: Any, cfg: DetectorConfig, *, vignetting: float, fi
         col = int(rng.integers(b.width // 8, b.width - b.width // 8))
         row0 = int(rng.integers(0, b.height // 2))
         flat[row0:, col] *= 0.05
-        defects.append({"kind": "bad_column", "x0": col, "y0": row0, "x1": col + 1, "y1": b.height,
-                        "value": 0.05})
+        defects.append(
+            {"kind": "bad_column", "x0": col, "y0": row0, "x1": col + 1, "y1": b.height, "value": 0.05}
+        )
     dark = np.full(b.shape, cfg.dark_current, dtype=np.float32)
     n_hot = int(rng.binomial(b.width * b.height, cfg.hot_pixel_fraction))
     hx, hy = rng.integers(0, b.width, n_hot), rng.integers(0, b.height, n_hot)
     dark[hy, hx] = cfg.hot_pixel_current
-    defects += [{"kind": "hot_pixel", "x0": int(x), "y0": int(y), "x1": int(x) + 1, "y1": int(y) + 1,
-                 "value": cfg.hot_pixel_current} for x, y in zip(hx, hy, strict=True)]
+    defects += [
+        {
+            "kind": "hot_pixel",
+            "x0": int(x),
+            "y0": int(y),
+            "x1": int(x) + 1,
+            "y1": int(y) + 1,
+            "value": cfg.hot_pixel_current,
+        }
+        for x, y in zip(hx, hy, strict=True)
+    ]
     amps = detector.amplifiers
     gains = np.array([a.gain for a in amps])
     bias = np.array([a.bias_level for a in amps]) + rng.normal(0.0, cfg.bias_offset_rms, len(amps))
     well = np.array([cfg.full_well if cfg.full_well is not None else a.saturation * a.gain for a in amps])
     return DetectorSignatures(
-        detector_id=detector.id, flat=flat, large_scale=large, illumination=illumination, dark=dark,
-        bias_levels=bias, crosstalk=crosstalk_matrix(len(amps), cfg.crosstalk), gains=gains,
-        read_noise_adu=np.array([a.read_noise / a.gain for a in amps]), full_well=well, defects=defects)
+        detector_id=detector.id,
+        flat=flat,
+        large_scale=large,
+        illumination=illumination,
+        dark=dark,
+        bias_levels=bias,
+        crosstalk=crosstalk_matrix(len(amps), cfg.crosstalk),
+        gains=gains,
+        read_noise_adu=np.array([a.read_noise / a.gain for a in amps]),
+        full_well=well,
+        defects=defects,
+    )
 
 
-def add_cosmic_rays(image: np.ndarray, rate_per_cm2_s: float, exposure_s: float, pixel_size_mm: float,
-                    rng: np.random.Generator) -> list[dict[str, Any]]:
+def add_cosmic_rays(
+    image: np.ndarray,
+    rate_per_cm2_s: float,
+    exposure_s: float,
+    pixel_size_mm: float,
+    rng: np.random.Generator,
+) -> list[dict[str, Any]]:
     """Add straight cosmic-ray tracks (about 80 e- per µm of path, a few to tens of pixels long)."""
     ny, nx = image.shape
     area_cm2 = nx * ny * (pixel_size_mm / 10.0) ** 2
@@ -115,11 +147,22 @@ def add_cosmic_rays(image: np.ndarray, rate_per_cm2_s: float, exposure_s: float,
     ys = np.clip((y0[track] + t * length[track] * np.sin(angle[track])).astype(int), 0, ny - 1)
     np.add.at(image, (ys, xs), (charge / steps)[track].astype(image.dtype))
     x1, y1 = x0 + length * np.cos(angle), y0 + length * np.sin(angle)
-    return [{"kind": "cosmic_ray", "x0": float(a), "y0": float(b), "x1": float(c), "y1": float(d), "value": float(q)}
-            for a, b, c, d, q in zip(x0, y0, x1, y1, charge, strict=True)]
+    return [
+        {
+            "kind": "cosmic_ray",
+            "x0": float(a),
+            "y0": float(b),
+            "x1": float(c),
+            "y1": float(d),
+            "value": float(q),
+        }
+        for a, b, c, d, q in zip(x0, y0, x1, y1, charge, strict=True)
+    ]
 
 
-def saturate_and_bleed(image: np.ndarray, full_well: np.ndarray, amp_columns: np.ndarray) -> list[dict[str, Any]]:
+def saturate_and_bleed(
+    image: np.ndarray, full_well: np.ndarray, amp_columns: np.ndarray
+) -> list[dict[str, Any]]:
     """Clip charge at the full well and spill the excess up and down the column (bleed trails).
 
     ``full_well`` holds one value per amplifier and ``amp_columns`` the amplifier index of each
@@ -136,14 +179,16 @@ def saturate_and_bleed(image: np.ndarray, full_well: np.ndarray, amp_columns: np
         w = float(well[rows[0], col])
         excess = float(np.sum(image[rows, col] - w))
         lo, hi = int(rows.min()), int(rows.max())
-        image[lo:hi + 1, col] = np.maximum(image[lo:hi + 1, col], w)
+        image[lo : hi + 1, col] = np.maximum(image[lo : hi + 1, col], w)
         spill = excess / w / 2.0
         n_spill = int(math.ceil(spill))
         lo2, hi2 = max(0, lo - n_spill), min(ny, hi + 1 + n_spill)
         image[lo2:lo, col] = w
-        image[hi + 1:hi2, col] = w
+        image[hi + 1 : hi2, col] = w
         np.minimum(image[:, col], w, out=image[:, col])
-        trails.append({"kind": "bleed", "x0": int(col), "y0": lo2, "x1": int(col) + 1, "y1": hi2, "value": excess})
+        trails.append(
+            {"kind": "bleed", "x0": int(col), "y0": lo2, "x1": int(col) + 1, "y1": hi2, "value": excess}
+        )
     return trails
 
 
@@ -155,8 +200,13 @@ def amp_index_map(detector: Any) -> np.ndarray:
     return out
 
 
-def read_out(electrons: np.ndarray, detector: Any, sig: DetectorSignatures, cfg: DetectorConfig,
-             rng: np.random.Generator) -> list[np.ndarray]:
+def read_out(
+    electrons: np.ndarray,
+    detector: Any,
+    sig: DetectorSignatures,
+    cfg: DetectorConfig,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
     """Convert an assembled electron image into raw amplifier arrays (int32, one per amplifier).
 
     Non-linearity, gain, crosstalk, bias (level, fixed column gradient, row offsets shared with
@@ -166,7 +216,7 @@ def read_out(electrons: np.ndarray, detector: Any, sig: DetectorSignatures, cfg:
     amps = detector.amplifiers
     data = []
     for i, amp in enumerate(amps):
-        seg = e[amp.bbox.slices()] / sig.gains[i]
+        seg = e[amp.bbox.slices()] * np.float32(1.0 / sig.gains[i])
         if amp.flip_x:
             seg = seg[:, ::-1]
         if amp.flip_y:
@@ -176,7 +226,9 @@ def read_out(electrons: np.ndarray, detector: Any, sig: DetectorSignatures, cfg:
         shapes = {d.shape for d in data}
         if len(shapes) == 1:
             stack = np.stack(data)
-            data = list(stack + np.tensordot(sig.crosstalk, stack, axes=(1, 0)))
+            flat = stack.reshape(len(data), -1)
+            mixed = flat + sig.crosstalk.astype(np.float32) @ flat
+            data = list(mixed.reshape(stack.shape))
     raws = []
     for i, amp in enumerate(amps):
         h, w = amp.raw_bbox.shape
@@ -186,7 +238,7 @@ def read_out(electrons: np.ndarray, detector: Any, sig: DetectorSignatures, cfg:
         ds = amp.raw_data_bbox.slices(origin=(amp.raw_bbox.x0, amp.raw_bbox.y0))
         gradient = cfg.bias_gradient * np.linspace(0.0, 1.0, amp.raw_data_bbox.width, dtype=np.float32)
         raw[ds] += data[i] + gradient[None, :]
-        raw += (sig.read_noise_adu[i] * rng.standard_normal((h, w), dtype=np.float32))
+        raw += sig.read_noise_adu[i] * rng.standard_normal((h, w), dtype=np.float32)
         raws.append(np.clip(np.rint(raw), 0, cfg.adc_max).astype(np.int32))
     return raws
 

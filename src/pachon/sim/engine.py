@@ -18,7 +18,15 @@ from pachon.sim.astrometry import pixel_scale_arcsec, sky_to_field_angle
 from pachon.sim.config import SimConfig
 from pachon.sim.psf import VisitPsf
 from pachon.sim.render import PsfField
-from pachon.sim.scene import KIND_GALAXY, KIND_POINT, KIND_STREAK, Scene, field_radius_mm, make_scene, sky_electrons
+from pachon.sim.scene import (
+    KIND_GALAXY,
+    KIND_POINT,
+    KIND_STREAK,
+    Scene,
+    field_radius_mm,
+    make_scene,
+    sky_electrons,
+)
 from pachon.sim.sky import SkyCatalog, make_sky
 from pachon.sim.survey import Visit, make_visits
 
@@ -59,8 +67,11 @@ class Simulator:
         self.seed = int(seed)
         self.instrument = config.get_instrument()
         check_supported(self.instrument)
-        ids = config.detectors if config.detectors is not None else [
-            d.id for d in self.instrument.detectors if d.purpose == "SCIENCE"]
+        ids = (
+            config.detectors
+            if config.detectors is not None
+            else [d.id for d in self.instrument.detectors if d.purpose == "SCIENCE"]
+        )
         self.detectors = [self.instrument.detector(i) for i in ids]
         self.field_radius_mm = field_radius_mm(self.instrument)
         self.visits = visits if visits is not None else make_visits(config.survey, self._rng(1))
@@ -83,7 +94,9 @@ class Simulator:
         radius_mm = max(float(np.max(np.hypot(*d.corners_mm()))) for d in self.detectors)
         fields = sorted({(v.ra, v.dec) for v in self.visits})
         ra0, dec0 = self.visits[0].ra, self.visits[0].dec
-        offsets = [math.degrees(float(np.hypot(*sky_to_field_angle(ra, dec, ra0, dec0, 0.0)))) for ra, dec in fields]
+        offsets = [
+            math.degrees(float(np.hypot(*sky_to_field_angle(ra, dec, ra0, dec0, 0.0)))) for ra, dec in fields
+        ]
         radius = radius_mm * self.instrument.plate_scale / 3600.0 * 1.05 + max(offsets) + 0.002
         # bright stars near the middle of the first simulated detector of each field
         centres = []
@@ -95,16 +108,27 @@ class Simulator:
             cra, cdec = field_angle_to_sky(tx, ty, ra, dec, rot)
             centres.append((float(cra), float(cdec)))
         mjds = [v.mjd_start for v in self.visits]
-        return make_sky(self.config.sky, self._rng(2), ra=ra0, dec=dec0, radius_deg=radius,
-                        mjd_range=(min(mjds), max(mjds) + 1), bright_centres=centres,
-                        mover_times=[v.mjd_mid for v in self.visits])
+        return make_sky(
+            self.config.sky,
+            self._rng(2),
+            ra=ra0,
+            dec=dec0,
+            radius_deg=radius,
+            mjd_range=(min(mjds), max(mjds) + 1),
+            bright_centres=centres,
+            mover_times=[v.mjd_mid for v in self.visits],
+        )
 
     def signatures(self, detector: Any) -> det_sig.DetectorSignatures:
         """The fixed signatures of ``detector`` (flat, dark, defects, bias levels, crosstalk)."""
         if detector.id not in self._signatures:
             self._signatures[detector.id] = det_sig.make_signatures(
-                detector, self.config.detector, vignetting=self.config.optics.vignetting,
-                field_radius_mm=self.field_radius_mm, rng=self._rng(3, detector.id))
+                detector,
+                self.config.detector,
+                vignetting=self.config.optics.vignetting,
+                field_radius_mm=self.field_radius_mm,
+                rng=self._rng(3, detector.id),
+            )
         return self._signatures[detector.id]
 
     def visit_psf(self, visit: Visit) -> VisitPsf:
@@ -115,7 +139,9 @@ class Simulator:
         """Source positions and fluxes of ``visit``."""
         return make_scene(self.catalog, visit, self.instrument, self.config.optics)
 
-    def render(self, visit: Visit, detector: Any, scene: Scene | None = None) -> tuple[np.ndarray, dict, list]:
+    def render(
+        self, visit: Visit, detector: Any, scene: Scene | None = None
+    ) -> tuple[np.ndarray, dict, list]:
         """Expected electrons of sky + sources (before flat and noise), and truth rows."""
         scene = scene if scene is not None else self.scene(visit)
         cfg = self.config
@@ -135,9 +161,18 @@ class Simulator:
                 psf.draw_point(image, float(xs[k]), float(ys[k]), f, bf=bf)
             elif kinds[k] == KIND_GALAXY:
                 j = int(c["galaxy_index"][i])
-                psf.draw_galaxy(image, float(xs[k]), float(ys[k]), f, bulge_frac=float(g["bulge_frac"][j]),
-                                bulge_hlr=float(g["bulge_hlr"][j]), disk_hlr=float(g["disk_hlr"][j]),
-                                e1=float(g["e1"][j]), e2=float(g["e2"][j]), rotation_deg=visit.rotation_deg)
+                psf.draw_galaxy(
+                    image,
+                    float(xs[k]),
+                    float(ys[k]),
+                    f,
+                    bulge_frac=float(g["bulge_frac"][j]),
+                    bulge_hlr=float(g["bulge_hlr"][j]),
+                    disk_hlr=float(g["disk_hlr"][j]),
+                    e1=float(g["e1"][j]),
+                    e2=float(g["e2"][j]),
+                    rotation_deg=visit.rotation_deg,
+                )
             elif kinds[k] == KIND_STREAK:
                 x0, y0 = detector.focal_plane_to_pixel(c["fx0"][i], c["fy0"][i])
                 x1, y1 = detector.focal_plane_to_pixel(c["fx1"][i], c["fy1"][i])
@@ -148,14 +183,30 @@ class Simulator:
         inside = detector.contains_pixel(xs, ys)
         ixs = np.clip(np.rint(xs).astype(int), 0, detector.bbox.width - 1)
         iys = np.clip(np.rint(ys).astype(int), 0, detector.bbox.height - 1)
-        truth = {"source_id": c["id"][idx], "kind": kinds, "x": xs, "y": ys, "ra": c["ra_obs"][idx],
-                 "dec": c["dec_obs"][idx], "mag": c["mag"][idx], "flux": flux,
-                 "illumination": (sig.illumination[iys, ixs] * sig.large_scale[iys, ixs]).astype(float),
-                 "on_detector": inside}
+        truth = {
+            "source_id": c["id"][idx],
+            "kind": kinds,
+            "x": xs,
+            "y": ys,
+            "ra": c["ra_obs"][idx],
+            "dec": c["dec_obs"][idx],
+            "mag": c["mag"][idx],
+            "flux": flux,
+            "illumination": (sig.illumination[iys, ixs] * sig.large_scale[iys, ixs]).astype(float),
+            "on_detector": inside,
+        }
         return image, truth, effects
 
-    def _ghosts(self, image: np.ndarray, detector: Any, scene: Scene, idx: np.ndarray, xs: np.ndarray,
-                ys: np.ndarray, pix: float) -> list[dict[str, Any]]:
+    def _ghosts(
+        self,
+        image: np.ndarray,
+        detector: Any,
+        scene: Scene,
+        idx: np.ndarray,
+        xs: np.ndarray,
+        ys: np.ndarray,
+        pix: float,
+    ) -> list[dict[str, Any]]:
         optics = self.config.optics
         if optics.ghost_fraction <= 0:
             return []
@@ -167,18 +218,29 @@ class Simulator:
             gx, gy = detector.focal_plane_to_pixel(c["fx"][i] * 1.03, c["fy"][i] * 1.03)
             gx, gy = float(gx), float(gy)
             half = int(radius) + 1
-            yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
+            yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
             r = np.hypot(xx - (gx - round(gx)), yy - (gy - round(gy)))
             ring = ((r < radius) & (r > 0.5 * radius)).astype(np.float64)
             flux = float(c["flux"][i]) * optics.ghost_fraction
             from pachon.sim.render import add_stamp
 
             if add_stamp(image, ring * flux / ring.sum(), int(round(gx)), int(round(gy))):
-                out.append({"kind": "ghost", "x0": gx, "y0": gy, "x1": gx, "y1": gy, "value": flux,
-                            "source_id": int(c["id"][i])})
+                out.append(
+                    {
+                        "kind": "ghost",
+                        "x0": gx,
+                        "y0": gy,
+                        "x1": gx,
+                        "y1": gy,
+                        "value": flux,
+                        "source_id": int(c["id"][i]),
+                    }
+                )
         return out
 
-    def _satellite(self, image: np.ndarray, visit: Visit, detector: Any, psf: PsfField) -> list[dict[str, Any]]:
+    def _satellite(
+        self, image: np.ndarray, visit: Visit, detector: Any, psf: PsfField
+    ) -> list[dict[str, Any]]:
         rng = self._rng(4, visit.index)
         if rng.uniform() >= self.config.sky.satellite_probability:
             return []
@@ -197,12 +259,16 @@ class Simulator:
         if abs(dx) >= abs(dy):
             cols = np.arange(w)
             yc = float(y0) + (cols - float(x0)) * dy / dx
-            rows = np.rint(yc)[None, :].astype(int) + np.arange(-int(5 * sigma) - 1, int(5 * sigma) + 2)[:, None]
+            rows = (
+                np.rint(yc)[None, :].astype(int) + np.arange(-int(5 * sigma) - 1, int(5 * sigma) + 2)[:, None]
+            )
             cc = np.broadcast_to(cols[None, :], rows.shape)
         else:
             rows_ = np.arange(h)
             xc = float(x0) + (rows_ - float(y0)) * dx / dy
-            cc = np.rint(xc)[None, :].astype(int) + np.arange(-int(5 * sigma) - 1, int(5 * sigma) + 2)[:, None]
+            cc = (
+                np.rint(xc)[None, :].astype(int) + np.arange(-int(5 * sigma) - 1, int(5 * sigma) + 2)[:, None]
+            )
             rows = np.broadcast_to(rows_[None, :], cc.shape)
         ok = (rows >= 0) & (rows < h) & (cc >= 0) & (cc < w)
         if not ok.any():
@@ -210,11 +276,26 @@ class Simulator:
         dist = (cc - float(x0)) * nx_ + (rows - float(y0)) * ny_
         value = per_pixel * np.exp(-0.5 * (dist / sigma) ** 2) / (math.sqrt(2 * np.pi) * sigma)
         np.add.at(image, (rows[ok], cc[ok]), value[ok])
-        return [{"kind": "satellite", "x0": float(x0), "y0": float(y0), "x1": float(x1), "y1": float(y1),
-                 "value": per_pixel}]
+        return [
+            {
+                "kind": "satellite",
+                "x0": float(x0),
+                "y0": float(y0),
+                "x1": float(x1),
+                "y1": float(y1),
+                "value": per_pixel,
+            }
+        ]
 
-    def expose(self, expected: np.ndarray, detector: Any, *, dark_time: float, rng: np.random.Generator,
-               cosmic_rays: bool = True) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
+    def expose(
+        self,
+        expected: np.ndarray,
+        detector: Any,
+        *,
+        dark_time: float,
+        rng: np.random.Generator,
+        cosmic_rays: bool = True,
+    ) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
         """Turn expected incident electrons into raw arrays: flat, dark, shot noise, cosmic rays,
         saturation and bleed, then the amplifier electronics."""
         cfg = self.config.detector
@@ -241,6 +322,7 @@ class Simulator:
         pix = pixel_scale_arcsec(self.instrument, detector)
         sky = sky_electrons(visit, self.config.optics, pix)
         expected = (image + sky) * sig.illumination
-        raws, more = self.expose(expected, detector, dark_time=visit.exposure_time,
-                                 rng=self._rng(5, visit.index, detector.id))
+        raws, more = self.expose(
+            expected, detector, dark_time=visit.exposure_time, rng=self._rng(5, visit.index, detector.id)
+        )
         return DetectorFrame(detector, raws, truth, effects + more, sky)

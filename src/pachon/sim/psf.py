@@ -29,7 +29,6 @@ def _gsparams() -> Any:
     return galsim.GSParams(folding_threshold=5e-3, maxk_threshold=2e-3)
 
 
-
 class VisitPsf:
     """PSF model of one visit over the focal plane.
 

@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 _MAS_DEG = 1.0 / 3.6e6
 
 
-def make_refcat_columns(catalog: SkyCatalog, rng: np.random.Generator, *, mag_limit: float) -> dict[str, np.ndarray]:
+def make_refcat_columns(
+    catalog: SkyCatalog, rng: np.random.Generator, *, mag_limit: float
+) -> dict[str, np.ndarray]:
     """Reference-catalogue columns of the stars brighter than ``mag_limit`` in G (variables excluded)."""
     s = catalog.stars
     gmag = s["mag_r"] + 0.1 - 0.25 * s["g_r"]
@@ -37,15 +39,25 @@ def make_refcat_columns(catalog: SkyCatalog, rng: np.random.Generator, *, mag_li
     dec = s["dec"][keep] + rng.normal(0, 1, n) * pos_err * _MAS_DEG
     ra = s["ra"][keep] + rng.normal(0, 1, n) * pos_err * _MAS_DEG / np.cos(np.radians(dec))
     cols: dict[str, np.ndarray] = {
-        "source_id": np.arange(1, n + 1, dtype=np.int64) + 4_000_000_000, "sim_id": s["id"][keep],
-        "ra": ra % 360.0, "dec": dec, "ra_error": pos_err, "dec_error": pos_err,
-        "pmra": s["pm_ra"][keep] + rng.normal(0, 1, n) * pm_err, "pmdec": s["pm_dec"][keep] + rng.normal(0, 1, n) * pm_err,
-        "pmra_error": pm_err, "pmdec_error": pm_err,
-        "parallax": s["parallax"][keep] + rng.normal(0, 1, n) * pos_err, "parallax_error": pos_err,
+        "source_id": np.arange(1, n + 1, dtype=np.int64) + 4_000_000_000,
+        "sim_id": s["id"][keep],
+        "ra": ra % 360.0,
+        "dec": dec,
+        "ra_error": pos_err,
+        "dec_error": pos_err,
+        "pmra": s["pm_ra"][keep] + rng.normal(0, 1, n) * pm_err,
+        "pmdec": s["pm_dec"][keep] + rng.normal(0, 1, n) * pm_err,
+        "pmra_error": pm_err,
+        "pmdec_error": pm_err,
+        "parallax": s["parallax"][keep] + rng.normal(0, 1, n) * pos_err,
+        "parallax_error": pos_err,
         "ref_epoch": np.full(n, 2016.0),
-        "phot_g_mean_mag": g + rng.normal(0, 1, n) * mag_err, "phot_g_mean_mag_error": mag_err,
-        "phot_bp_mean_mag": s["mag_g"][keep] + 0.05, "phot_bp_mean_mag_error": 2 * mag_err,
-        "phot_rp_mean_mag": s["mag_i"][keep] + 0.1, "phot_rp_mean_mag_error": 2 * mag_err,
+        "phot_g_mean_mag": g + rng.normal(0, 1, n) * mag_err,
+        "phot_g_mean_mag_error": mag_err,
+        "phot_bp_mean_mag": s["mag_g"][keep] + 0.05,
+        "phot_bp_mean_mag_error": 2 * mag_err,
+        "phot_rp_mean_mag": s["mag_i"][keep] + 0.1,
+        "phot_rp_mean_mag_error": 2 * mag_err,
     }
     for band in BANDS:
         flux = 10 ** (-0.4 * (s[f"mag_{band}"][keep] - 31.4))
@@ -66,14 +78,18 @@ def write_refcat(columns: dict[str, np.ndarray], out_dir: str | Path, *, level: 
     out_dir.mkdir(parents=True, exist_ok=True)
     pixels = SkyPixelization(level).index(columns["ra"], columns["dec"])
     table = pa.table(columns)
-    meta = {b"healpix_level": str(level).encode(), b"healpix_ordering": b"nested",
-            b"ref_epoch": b"2016.0", b"units": b"ra/dec deg; errors mas; pm mas/yr; flux nJy"}
+    meta = {
+        b"healpix_level": str(level).encode(),
+        b"healpix_ordering": b"nested",
+        b"ref_epoch": b"2016.0",
+        b"units": b"ra/dec deg; errors mas; pm mas/yr; flux nJy",
+    }
     order = np.argsort(pixels, kind="stable")
     uniq, start = np.unique(pixels[order], return_index=True)
     bounds = list(start) + [len(order)]
     files = []
     for k, pix in enumerate(uniq):
-        part = table.take(pa.array(order[bounds[k]:bounds[k + 1]]))
+        part = table.take(pa.array(order[bounds[k] : bounds[k + 1]]))
         path = out_dir / f"{int(pix)}.parquet"
         pq.write_table(part.replace_schema_metadata(meta), path)
         files.append(path)

@@ -33,17 +33,21 @@ def add_stamp(image: np.ndarray, stamp: np.ndarray, ix: int, iy: int) -> bool:
     ax0, ay0, ax1, ay1 = max(x0, 0), max(y0, 0), min(x0 + sw, nx), min(y0 + sh, ny)
     if ax0 >= ax1 or ay0 >= ay1:
         return False
-    image[ay0:ay1, ax0:ax1] += stamp[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0]
+    image[ay0:ay1, ax0:ax1] += stamp[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0]
     return True
 
 
 def brighter_fatter(stamp: np.ndarray, strength: float) -> np.ndarray:
-    """Brighter-fatter redistribution ``I + a div(I grad I)`` (flux conserving, spreads bright cores)."""
+    """Brighter-fatter redistribution ``I + div(D grad I)`` with ``D = strength * I`` (pixels^2).
+
+    Charge already collected repels new charge, so bright cores spread (flux is conserved).
+    ``D`` is capped at 0.2 so that the explicit step stays stable in saturated cores.
+    """
     if strength <= 0:
         return stamp
+    diffusion = np.minimum(strength * stamp, 0.2)
     gy, gx = np.gradient(stamp)
-    div = np.gradient(stamp * gx, axis=1) + np.gradient(stamp * gy, axis=0)
-    return stamp + strength * div
+    return stamp + np.gradient(diffusion * gx, axis=1) + np.gradient(diffusion * gy, axis=0)
 
 
 class PsfStamps:
@@ -82,10 +86,11 @@ class PsfStamps:
         f = self.fine
 
         def view(oy: int, ox: int) -> np.ndarray:
-            return f[by + oy:by + oy + k * s:k, bx + ox:bx + ox + k * s:k]
+            return f[by + oy : by + oy + k * s : k, bx + ox : bx + ox + k * s : k]
 
-        return ((1 - wy) * ((1 - wx) * view(0, 0) + wx * view(0, 1))
-                + wy * ((1 - wx) * view(1, 0) + wx * view(1, 1)))
+        return (1 - wy) * ((1 - wx) * view(0, 0) + wx * view(0, 1)) + wy * (
+            (1 - wx) * view(1, 0) + wx * view(1, 1)
+        )
 
 
 class PsfField:
@@ -94,7 +99,9 @@ class PsfField:
     The detector is divided into ``cells x cells`` regions with the PSF of each region's centre.
     """
 
-    def __init__(self, visit_psf: VisitPsf, detector: Any, pixel_scale: float, *, cell_pixels: int = 1024) -> None:
+    def __init__(
+        self, visit_psf: VisitPsf, detector: Any, pixel_scale: float, *, cell_pixels: int = 1024
+    ) -> None:
         self.visit_psf = visit_psf
         self.detector = detector
         self.pixel_scale = pixel_scale
@@ -131,8 +138,9 @@ class PsfField:
             self._stamps[key] = PsfStamps(self.profile(x, y), self.pixel_scale, self.half)
         return self._stamps[key]
 
-    def draw_point(self, image: np.ndarray, x: float, y: float, flux: float, *, bf: float = 0.0,
-                   big_flux: float = 3e6) -> None:
+    def draw_point(
+        self, image: np.ndarray, x: float, y: float, flux: float, *, bf: float = 0.0, big_flux: float = 3e6
+    ) -> None:
         """Add a point source of ``flux`` electrons at ``(x, y)`` (bright ones drawn by GalSim in a
         stamp large enough for their wings)."""
         ix, iy = int(math.floor(x + 0.5)), int(math.floor(y + 0.5))
@@ -148,8 +156,20 @@ class PsfField:
             stamp = brighter_fatter(stamp, bf)
         add_stamp(image, stamp, ix, iy)
 
-    def draw_galaxy(self, image: np.ndarray, x: float, y: float, flux: float, *, bulge_frac: float,
-                    bulge_hlr: float, disk_hlr: float, e1: float, e2: float, rotation_deg: float) -> None:
+    def draw_galaxy(
+        self,
+        image: np.ndarray,
+        x: float,
+        y: float,
+        flux: float,
+        *,
+        bulge_frac: float,
+        bulge_hlr: float,
+        disk_hlr: float,
+        e1: float,
+        e2: float,
+        rotation_deg: float,
+    ) -> None:
         """Add a bulge + disk galaxy (half-light radii in arcsec) convolved with the local PSF."""
         import galsim
 
@@ -174,5 +194,8 @@ class PsfField:
         t = (np.arange(n) + 0.5) / n
         b = self.detector.bbox
         for xs, ys in zip(x0 + t * (x1 - x0), y0 + t * (y1 - y0), strict=True):
-            if b.x0 - self.half <= xs < b.x0 + b.width + self.half and b.y0 - self.half <= ys < b.y0 + b.height + self.half:
+            if (
+                b.x0 - self.half <= xs < b.x0 + b.width + self.half
+                and b.y0 - self.half <= ys < b.y0 + b.height + self.half
+            ):
                 self.draw_point(image, float(xs), float(ys), flux / n)

@@ -19,8 +19,16 @@ from pachon.sim.psf import BAND_WAVELENGTH_NM
 from pachon.sim.sky import SkyCatalog
 from pachon.sim.survey import Visit
 
-__all__ = ["Scene", "make_scene", "flux_electrons", "sky_electrons", "KIND_POINT", "KIND_GALAXY",
-           "KIND_STREAK", "field_radius_mm"]
+__all__ = [
+    "Scene",
+    "make_scene",
+    "flux_electrons",
+    "sky_electrons",
+    "KIND_POINT",
+    "KIND_GALAXY",
+    "KIND_STREAK",
+    "field_radius_mm",
+]
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +39,10 @@ def flux_electrons(mag: np.ndarray, band: str, visit: Visit, optics: OpticsConfi
     """Electrons collected from sources of AB magnitude ``mag`` (before vignetting and flat)."""
     extinction = optics.extinction[band] * (visit.airmass - 1.0)
     with np.errstate(over="ignore"):
-        return 10 ** (-0.4 * (np.asarray(mag, float) + extinction - optics.zeropoints[band])) * visit.exposure_time
+        return (
+            10 ** (-0.4 * (np.asarray(mag, float) + extinction - optics.zeropoints[band]))
+            * visit.exposure_time
+        )
 
 
 def sky_electrons(visit: Visit, optics: OpticsConfig, pixel_scale: float) -> float:
@@ -60,15 +71,24 @@ class Scene:
         c = self.columns
         x, y = detector.focal_plane_to_pixel(c["fx"], c["fy"])
         b = detector.bbox
-        keep = (x > b.x0 - margin) & (x < b.x0 + b.width + margin) & (y > b.y0 - margin) & (
-            y < b.y0 + b.height + margin)
+        keep = (
+            (x > b.x0 - margin)
+            & (x < b.x0 + b.width + margin)
+            & (y > b.y0 - margin)
+            & (y < b.y0 + b.height + margin)
+        )
         if np.any(c["kind"] == KIND_STREAK):
             x1, y1 = detector.focal_plane_to_pixel(c["fx1"], c["fy1"])
             x0, y0 = detector.focal_plane_to_pixel(c["fx0"], c["fy0"])
             lo_x, hi_x = np.minimum(x0, x1), np.maximum(x0, x1)
             lo_y, hi_y = np.minimum(y0, y1), np.maximum(y0, y1)
-            streak = (c["kind"] == KIND_STREAK) & (hi_x > b.x0 - margin) & (lo_x < b.x0 + b.width + margin) & (
-                hi_y > b.y0 - margin) & (lo_y < b.y0 + b.height + margin)
+            streak = (
+                (c["kind"] == KIND_STREAK)
+                & (hi_x > b.x0 - margin)
+                & (lo_x < b.x0 + b.width + margin)
+                & (hi_y > b.y0 - margin)
+                & (lo_y < b.y0 + b.height + margin)
+            )
             keep |= streak
         idx = np.flatnonzero(keep)
         return idx, x[idx], y[idx]
@@ -90,28 +110,65 @@ def make_scene(catalog: SkyCatalog, visit: Visit, instrument: Any, optics: Optic
     parts: list[dict[str, np.ndarray]] = []
     s = catalog.stars
     ra, dec = catalog.star_positions(t_mid)
-    parts.append({"id": s["id"], "ra": ra, "dec": dec, "mag": catalog.star_mags(band, t_mid), "g_r": s["g_r"],
-                  "kind": np.full(len(ra), KIND_POINT)})
+    parts.append(
+        {
+            "id": s["id"],
+            "ra": ra,
+            "dec": dec,
+            "mag": catalog.star_mags(band, t_mid),
+            "g_r": s["g_r"],
+            "kind": np.full(len(ra), KIND_POINT),
+        }
+    )
     g = catalog.galaxies
-    parts.append({"id": g["id"], "ra": g["ra"], "dec": g["dec"], "mag": g[f"mag_{band}"], "g_r": g["g_r"],
-                  "kind": np.full(len(g["id"]), KIND_GALAXY), "galaxy_index": np.arange(len(g["id"]))})
+    parts.append(
+        {
+            "id": g["id"],
+            "ra": g["ra"],
+            "dec": g["dec"],
+            "mag": g[f"mag_{band}"],
+            "g_r": g["g_r"],
+            "kind": np.full(len(g["id"]), KIND_GALAXY),
+            "galaxy_index": np.arange(len(g["id"])),
+        }
+    )
     t = catalog.transients
     tmag = catalog.transient_mags(band, t_mid)
     live = np.isfinite(tmag)
-    parts.append({"id": t["id"][live], "ra": t["ra"][live], "dec": t["dec"][live], "mag": tmag[live],
-                  "g_r": t["g_r"][live], "kind": np.full(int(live.sum()), KIND_POINT)})
+    parts.append(
+        {
+            "id": t["id"][live],
+            "ra": t["ra"][live],
+            "dec": t["dec"][live],
+            "mag": tmag[live],
+            "g_r": t["g_r"][live],
+            "kind": np.full(int(live.sum()), KIND_POINT),
+        }
+    )
     m = catalog.movers
     mra, mdec = catalog.mover_positions(t_mid)
     ra0, dec0 = catalog.mover_positions(visit.mjd_start)
     ra1, dec1 = catalog.mover_positions(visit.mjd_start + visit.exposure_time / 86400.0)
-    parts.append({"id": m["id"], "ra": mra, "dec": mdec, "mag": m[f"mag_{band}"], "g_r": m["g_r"],
-                  "kind": np.full(len(mra), KIND_STREAK), "ra0": ra0, "dec0": dec0, "ra1": ra1, "dec1": dec1})
+    parts.append(
+        {
+            "id": m["id"],
+            "ra": mra,
+            "dec": mdec,
+            "mag": m[f"mag_{band}"],
+            "g_r": m["g_r"],
+            "kind": np.full(len(mra), KIND_STREAK),
+            "ra0": ra0,
+            "dec0": dec0,
+            "ra1": ra1,
+            "dec1": dec1,
+        }
+    )
     n_total = sum(len(p["id"]) for p in parts)
     cols: dict[str, np.ndarray] = {}
     for key in ("id", "ra", "dec", "mag", "g_r", "kind"):
         cols[key] = np.concatenate([p[key] for p in parts])
     cols["galaxy_index"] = np.full(n_total, -1, dtype=np.int64)
-    cols["galaxy_index"][len(ra):len(ra) + len(g["id"])] = parts[1]["galaxy_index"]
+    cols["galaxy_index"][len(ra) : len(ra) + len(g["id"])] = parts[1]["galaxy_index"]
     d_east, d_north = _dcr_offsets(cols["g_r"], visit, optics)
     cols["ra_obs"] = cols["ra"] + d_east / np.cos(np.radians(cols["dec"]))
     cols["dec_obs"] = cols["dec"] + d_north

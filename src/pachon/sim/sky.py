@@ -48,8 +48,14 @@ def solar_position(mjd: np.ndarray | float) -> np.ndarray:
 def _colours(ref_mag: np.ndarray, gr: np.ndarray, *, galaxy: bool) -> dict[str, np.ndarray]:
     """Magnitudes in every band from an r magnitude and a g−r colour."""
     ri = (0.35 if galaxy else 0.40) * gr + (0.1 if galaxy else -0.02)
-    return {"u": ref_mag + gr + (1.0 + 0.8 * gr if not galaxy else 1.2), "g": ref_mag + gr, "r": ref_mag,
-            "i": ref_mag - ri, "z": ref_mag - ri - 0.5 * ri - 0.02, "y": ref_mag - ri - 0.8 * ri - 0.04}
+    return {
+        "u": ref_mag + gr + (1.0 + 0.8 * gr if not galaxy else 1.2),
+        "g": ref_mag + gr,
+        "r": ref_mag,
+        "i": ref_mag - ri,
+        "z": ref_mag - ri - 0.5 * ri - 0.02,
+        "y": ref_mag - ri - 0.8 * ri - 0.04,
+    }
 
 
 def _power_law_mags(rng: np.random.Generator, n: int, lo: float, hi: float, slope: float) -> np.ndarray:
@@ -74,8 +80,9 @@ class SkyCatalog:
         ra0, dec0 = np.radians(s["ra"]), np.radians(s["dec"])
         sun = solar_position(mjd)
         east = sun[1] * np.cos(ra0) - sun[0] * np.sin(ra0)
-        north = (-sun[0] * np.sin(dec0) * np.cos(ra0) - sun[1] * np.sin(dec0) * np.sin(ra0)
-                 + sun[2] * np.cos(dec0))
+        north = (
+            -sun[0] * np.sin(dec0) * np.cos(ra0) - sun[1] * np.sin(dec0) * np.sin(ra0) + sun[2] * np.cos(dec0)
+        )
         d_east = (s["pm_ra"] * years - s["parallax"] * east) * _MAS
         d_north = (s["pm_dec"] * years - s["parallax"] * north) * _MAS
         dec = s["dec"] + d_north
@@ -97,7 +104,8 @@ class SkyCatalog:
             rise = np.clip((dt + t["rise"]) / t["rise"], 0.0, None) ** 2
             sn = np.where(dt < 0, peak - 2.5 * np.log10(rise), peak + t["decline"] * dt)
             flare_flux = 10 ** (-0.4 * t["quiescent"]) + np.where(
-                dt >= 0, 10 ** (-0.4 * peak) * np.exp(-dt * 1440.0 / t["tau_min"]), 0.0)
+                dt >= 0, 10 ** (-0.4 * peak) * np.exp(-dt * 1440.0 / t["tau_min"]), 0.0
+            )
             flare = -2.5 * np.log10(flare_flux)
         out = np.where(is_sn, sn, flare)
         return np.where(np.isfinite(out), out, np.inf)
@@ -114,8 +122,9 @@ class SkyCatalog:
         return np.concatenate([p["id"] for p in (self.stars, self.galaxies, self.transients, self.movers)])
 
 
-def _random_positions(rng: np.random.Generator, n: int, ra: float, dec: float,
-                      radius_deg: float) -> tuple[np.ndarray, np.ndarray]:
+def _random_positions(
+    rng: np.random.Generator, n: int, ra: float, dec: float, radius_deg: float
+) -> tuple[np.ndarray, np.ndarray]:
     r = math.radians(radius_deg) * np.sqrt(rng.uniform(0.0, 1.0, n))
     phi = rng.uniform(0.0, 2 * np.pi, n)
     return field_angle_to_sky(r * np.cos(phi), r * np.sin(phi), ra, dec, 0.0)
@@ -125,9 +134,17 @@ def _ids(kind: str, n: int) -> np.ndarray:
     return KIND_CODES[kind] * _ID_STRIDE + np.arange(1, n + 1, dtype=np.int64)
 
 
-def make_sky(cfg: SkyConfig, rng: np.random.Generator, *, ra: float, dec: float, radius_deg: float,
-             mjd_range: tuple[float, float], bright_centres: list[tuple[float, float]] | None = None,
-             mover_times: list[float] | None = None) -> SkyCatalog:
+def make_sky(
+    cfg: SkyConfig,
+    rng: np.random.Generator,
+    *,
+    ra: float,
+    dec: float,
+    radius_deg: float,
+    mjd_range: tuple[float, float],
+    bright_centres: list[tuple[float, float]] | None = None,
+    mover_times: list[float] | None = None,
+) -> SkyCatalog:
     """Draw the sources inside a cap of ``radius_deg`` around ``(ra, dec)``.
 
     Parameters
@@ -157,12 +174,18 @@ def make_sky(cfg: SkyConfig, rng: np.random.Generator, *, ra: float, dec: float,
     n_star = len(sra)
     gr = rng.uniform(0.2, 1.4, n_star)
     variable = rng.uniform(0, 1, n_star) < cfg.variable_fraction
-    stars = {"id": _ids("star", n_star), "ra": sra, "dec": sdec, "g_r": gr,
-             "pm_ra": rng.normal(0.0, 5.0, n_star), "pm_dec": rng.normal(-2.0, 5.0, n_star),
-             "parallax": rng.lognormal(np.log(0.4), 0.6, n_star),
-             "period": np.where(variable, rng.uniform(0.4, 0.7, n_star), 0.0),
-             "amplitude": np.where(variable, rng.uniform(0.3, 1.0, n_star), 0.0),
-             "phase0": rng.uniform(0, 1, n_star)}
+    stars = {
+        "id": _ids("star", n_star),
+        "ra": sra,
+        "dec": sdec,
+        "g_r": gr,
+        "pm_ra": rng.normal(0.0, 5.0, n_star),
+        "pm_dec": rng.normal(-2.0, 5.0, n_star),
+        "parallax": rng.lognormal(np.log(0.4), 0.6, n_star),
+        "period": np.where(variable, rng.uniform(0.4, 0.7, n_star), 0.0),
+        "amplitude": np.where(variable, rng.uniform(0.3, 1.0, n_star), 0.0),
+        "phase0": rng.uniform(0, 1, n_star),
+    }
     stars.update({f"mag_{b}": m for b, m in _colours(smag, gr, galaxy=False).items()})
 
     n_gal = int(rng.poisson(cfg.galaxy_density * area))
@@ -172,10 +195,18 @@ def make_sky(cfg: SkyConfig, rng: np.random.Generator, *, ra: float, dec: float,
     size = np.clip(rng.lognormal(np.log(0.6), 0.4, n_gal) * 10 ** (-0.1 * (gmag - 22)), 0.15, 4.0)
     ell = np.clip(np.abs(rng.normal(0, 0.25, n_gal)), 0, 0.7)
     beta = rng.uniform(0, np.pi, n_gal)
-    galaxies = {"id": _ids("galaxy", n_gal), "ra": gra, "dec": gdec, "g_r": ggr,
-                "bulge_frac": rng.uniform(0.0, 0.6, n_gal), "disk_hlr": size,
-                "bulge_hlr": size * rng.uniform(0.3, 0.6, n_gal), "bulge_n": np.full(n_gal, 4.0),
-                "e1": ell * np.cos(2 * beta), "e2": ell * np.sin(2 * beta)}
+    galaxies = {
+        "id": _ids("galaxy", n_gal),
+        "ra": gra,
+        "dec": gdec,
+        "g_r": ggr,
+        "bulge_frac": rng.uniform(0.0, 0.6, n_gal),
+        "disk_hlr": size,
+        "bulge_hlr": size * rng.uniform(0.3, 0.6, n_gal),
+        "bulge_n": np.full(n_gal, 4.0),
+        "e1": ell * np.cos(2 * beta),
+        "e2": ell * np.sin(2 * beta),
+    }
     galaxies.update({f"mag_{b}": m for b, m in _colours(gmag, ggr, galaxy=True).items()})
 
     n_tr = cfg.n_transients
@@ -184,11 +215,18 @@ def make_sky(cfg: SkyConfig, rng: np.random.Generator, *, ra: float, dec: float,
     kind = np.where(np.arange(n_tr) % 2 == 0, "sn", "flare")
     tpeak = np.where(kind == "sn", rng.uniform(18.5, 20.5, n_tr), rng.uniform(17.5, 19.5, n_tr))
     tgr = np.where(kind == "sn", rng.uniform(-0.1, 0.3, n_tr), rng.uniform(-0.5, 0.0, n_tr))
-    transients = {"id": _ids("transient", n_tr), "ra": tra, "dec": tdec, "kind": kind.astype(object),
-                  "t0": np.where(kind == "sn", rng.uniform(lo - 5, hi + 1, n_tr), rng.uniform(lo, hi, n_tr)),
-                  "rise": rng.uniform(12, 20, n_tr), "decline": rng.uniform(0.02, 0.05, n_tr),
-                  "tau_min": rng.uniform(5, 30, n_tr), "quiescent": rng.uniform(21.0, 22.5, n_tr),
-                  "g_r": tgr}
+    transients = {
+        "id": _ids("transient", n_tr),
+        "ra": tra,
+        "dec": tdec,
+        "kind": kind.astype(object),
+        "t0": np.where(kind == "sn", rng.uniform(lo - 5, hi + 1, n_tr), rng.uniform(lo, hi, n_tr)),
+        "rise": rng.uniform(12, 20, n_tr),
+        "decline": rng.uniform(0.02, 0.05, n_tr),
+        "tau_min": rng.uniform(5, 30, n_tr),
+        "quiescent": rng.uniform(21.0, 22.5, n_tr),
+        "g_r": tgr,
+    }
     transients.update({f"mag_{b}": m for b, m in _colours(tpeak, tgr, galaxy=False).items()})
 
     n_mv = cfg.n_movers
@@ -197,10 +235,25 @@ def make_sky(cfg: SkyConfig, rng: np.random.Generator, *, ra: float, dec: float,
     speed = np.where(fast, rng.uniform(3.0, 8.0, n_mv), rng.uniform(0.15, 0.3, n_mv))
     angle = rng.uniform(0, 2 * np.pi, n_mv)
     mgr = rng.uniform(0.4, 0.7, n_mv)
-    movers = {"id": _ids("mover", n_mv), "ra0": mra, "dec0": mdec, "mjd0": (rng.choice(np.asarray(mover_times), n_mv) if mover_times
-                                                                  else rng.uniform(lo, hi, n_mv)),
-              "rate_ra": speed * np.cos(angle), "rate_dec": speed * np.sin(angle), "g_r": mgr}
-    movers.update({f"mag_{b}": m for b, m in _colours(rng.uniform(17.5, 19.5, n_mv), mgr, galaxy=False).items()})
-    log.info("sky: %d stars (%d variable), %d galaxies, %d transients, %d movers in %.3f deg^2",
-             n_star, int(variable.sum()), n_gal, n_tr, n_mv, area)
+    movers = {
+        "id": _ids("mover", n_mv),
+        "ra0": mra,
+        "dec0": mdec,
+        "mjd0": (rng.choice(np.asarray(mover_times), n_mv) if mover_times else rng.uniform(lo, hi, n_mv)),
+        "rate_ra": speed * np.cos(angle),
+        "rate_dec": speed * np.sin(angle),
+        "g_r": mgr,
+    }
+    movers.update(
+        {f"mag_{b}": m for b, m in _colours(rng.uniform(17.5, 19.5, n_mv), mgr, galaxy=False).items()}
+    )
+    log.info(
+        "sky: %d stars (%d variable), %d galaxies, %d transients, %d movers in %.3f deg^2",
+        n_star,
+        int(variable.sum()),
+        n_gal,
+        n_tr,
+        n_mv,
+        area,
+    )
     return SkyCatalog(stars, galaxies, transients, movers)

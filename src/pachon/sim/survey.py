@@ -84,17 +84,33 @@ def make_visits(cfg: SurveyConfig, rng: np.random.Generator, *, first_seq_num: i
         night, slot = divmod(k, per_night)
         pair, second = divmod(slot, 2)
         field_id = pair % len(fields)
-        mjd = (cfg.start_mjd + night + 0.05 + pair * (2 * cfg.revisit_minutes + 2) / 1440.0
-               + second * cfg.revisit_minutes / 1440.0)
+        mjd = (
+            cfg.start_mjd
+            + night
+            + 0.05
+            + pair * (2 * cfg.revisit_minutes + 2) / 1440.0
+            + second * cfg.revisit_minutes / 1440.0
+        )
         band = cfg.bands[(night + pair) % len(cfg.bands)]
         ra, dec = fields[field_id]
         airmass = float(1.0 + rng.uniform(0.0, 0.4))
-        visits.append(Visit(
-            index=k, day_obs=day_obs_of_mjd(mjd), seq_num=first_seq_num + slot, mjd_start=float(mjd),
-            ra=ra, dec=dec, rotation_deg=float(rng.uniform(*cfg.rotation_deg)), band=band,
-            exposure_time=float(cfg.exposure_time), seeing_fwhm=float(rng.uniform(*cfg.seeing_fwhm)),
-            airmass=airmass, parallactic_deg=float(rng.uniform(-60.0, 60.0)), field=field_id,
-        ))
+        visits.append(
+            Visit(
+                index=k,
+                day_obs=day_obs_of_mjd(mjd),
+                seq_num=first_seq_num + slot,
+                mjd_start=float(mjd),
+                ra=ra,
+                dec=dec,
+                rotation_deg=float(rng.uniform(*cfg.rotation_deg)),
+                band=band,
+                exposure_time=float(cfg.exposure_time),
+                seeing_fwhm=float(rng.uniform(*cfg.seeing_fwhm)),
+                airmass=airmass,
+                parallactic_deg=float(rng.uniform(-60.0, 60.0)),
+                field=field_id,
+            )
+        )
     log.info("survey: %d visits over %d night(s), %d field(s)", len(visits), cfg.n_nights, len(fields))
     return visits
 
@@ -110,19 +126,33 @@ def visits_from_table(rows: Sequence[Mapping[str, Any]], *, first_seq_num: int =
     for k, row in enumerate(rows):
         missing = [c for c in _REQUIRED if c not in row]
         if missing:
-            raise ConfigError(f"visit table row {k}: missing column(s) {missing}; required: {list(_REQUIRED)}")
+            raise ConfigError(
+                f"visit table row {k}: missing column(s) {missing}; required: {list(_REQUIRED)}"
+            )
         if row["band"] not in BANDS:
             raise ConfigError(f"visit table row {k}: unknown band {row['band']!r}; use one of {list(BANDS)}")
         if float(row["exposure_time"]) <= 0:
-            raise ConfigError(f"visit table row {k}: exposure_time must be positive, got {row['exposure_time']!r}")
+            raise ConfigError(
+                f"visit table row {k}: exposure_time must be positive, got {row['exposure_time']!r}"
+            )
         day_obs = day_obs_of_mjd(float(row["mjd_start"]))
         seq = counters.get(day_obs, first_seq_num)
         counters[day_obs] = seq + 1
-        visits.append(Visit(
-            index=k, day_obs=day_obs, seq_num=seq, mjd_start=float(row["mjd_start"]), ra=float(row["ra"]),
-            dec=float(row["dec"]), rotation_deg=float(row.get("rotation_deg", 0.0)), band=str(row["band"]),
-            exposure_time=float(row["exposure_time"]), seeing_fwhm=float(row["seeing_fwhm"]),
-            airmass=float(row.get("airmass", 1.0)), parallactic_deg=float(row.get("parallactic_deg", 0.0)),
-            field=int(row.get("field", 0)),
-        ))
+        visits.append(
+            Visit(
+                index=k,
+                day_obs=day_obs,
+                seq_num=seq,
+                mjd_start=float(row["mjd_start"]),
+                ra=float(row["ra"]),
+                dec=float(row["dec"]),
+                rotation_deg=float(row.get("rotation_deg", 0.0)),
+                band=str(row["band"]),
+                exposure_time=float(row["exposure_time"]),
+                seeing_fwhm=float(row["seeing_fwhm"]),
+                airmass=float(row.get("airmass", 1.0)),
+                parallactic_deg=float(row.get("parallactic_deg", 0.0)),
+                field=int(row.get("field", 0)),
+            )
+        )
     return visits

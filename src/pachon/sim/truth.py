@@ -39,8 +39,12 @@ def rows_to_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
 
 def source_table(catalog: SkyCatalog) -> dict[str, np.ndarray]:
     """All sources in one table (columns not applying to a population are NaN, or "" for text)."""
-    parts = {"star": catalog.stars, "galaxy": catalog.galaxies, "transient": catalog.transients,
-             "mover": catalog.movers}
+    parts = {
+        "star": catalog.stars,
+        "galaxy": catalog.galaxies,
+        "transient": catalog.transients,
+        "mover": catalog.movers,
+    }
     renames = {"ra0": "ra", "dec0": "dec", "kind": "transient_kind"}
     text: set[str] = set()
     cols: list[str] = []

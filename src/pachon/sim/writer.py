@@ -47,8 +47,10 @@ def check_supported(instrument: Any) -> None:
     from pachon.instruments.lsst import LsstInstrument
 
     if not isinstance(instrument, LsstInstrument):
-        raise ConfigError(f"instrument {instrument.name!r}: the simulator writes Rubin-style raw headers "
-                          "only (LSSTCam, LSSTComCam, LATISS, PachonTestCam); choose one of those")
+        raise ConfigError(
+            f"instrument {instrument.name!r}: the simulator writes Rubin-style raw headers "
+            "only (LSSTCam, LSSTComCam, LATISS, PachonTestCam); choose one of those"
+        )
 
 
 def physical_filter_for(instrument: Any, band: str | None) -> str | None:
@@ -60,8 +62,10 @@ def physical_filter_for(instrument: Any, band: str | None) -> str | None:
                 return name
     if band is None:
         return None
-    raise ConfigError(f"instrument {instrument.name!r} has no filter for band {band!r}; "
-                      f"its filters: {dict(instrument.filters)}")
+    raise ConfigError(
+        f"instrument {instrument.name!r} has no filter for band {band!r}; "
+        f"its filters: {dict(instrument.filters)}"
+    )
 
 
 def raw_header(instrument: Any, detector: Any, meta: RawMetadata, wcs: Any = None) -> Any:
@@ -75,17 +79,28 @@ def raw_header(instrument: Any, detector: Any, meta: RawMetadata, wcs: Any = Non
     controller = "O"
     obs_id = f"{instrument.name}_{controller}_{meta.day_obs}_{meta.seq_num:06d}"
     cards: list[tuple[str, Any, str]] = [
-        ("TELESCOP", "Pachon simulated telescope", ""), ("INSTRUME", instrument.name, "camera"),
-        ("SIMULATE", True, "made by pachon.sim"), ("SIMSEED", meta.seed, "simulation seed"),
-        ("OBSID", obs_id, ""), ("CONTRLLR", controller, "image controller"),
-        ("DAYOBS", str(meta.day_obs), "observing day (TAI - 12 h)"), ("SEQNUM", meta.seq_num, ""),
-        ("GROUPID", obs_id, ""), ("IMGTYPE", meta.observation_type.upper(), ""),
-        ("TIMESYS", "TAI", ""), ("MJD-BEG", meta.mjd_start, "start of exposure (TAI)"),
-        ("MJD-END", meta.mjd_start + meta.exposure_time / 86400.0, ""), ("DATE-BEG", begin.isot, ""),
-        ("DATE-END", end.isot, ""), ("EXPTIME", meta.exposure_time, "s"), ("DARKTIME", meta.dark_time, "s"),
-        ("RAFTBAY", detector.raft or "R00", ""), ("CCDSLOT", detector.name_in_raft, ""),
+        ("TELESCOP", "Pachon simulated telescope", ""),
+        ("INSTRUME", instrument.name, "camera"),
+        ("SIMULATE", True, "made by pachon.sim"),
+        ("SIMSEED", meta.seed, "simulation seed"),
+        ("OBSID", obs_id, ""),
+        ("CONTRLLR", controller, "image controller"),
+        ("DAYOBS", str(meta.day_obs), "observing day (TAI - 12 h)"),
+        ("SEQNUM", meta.seq_num, ""),
+        ("GROUPID", obs_id, ""),
+        ("IMGTYPE", meta.observation_type.upper(), ""),
+        ("TIMESYS", "TAI", ""),
+        ("MJD-BEG", meta.mjd_start, "start of exposure (TAI)"),
+        ("MJD-END", meta.mjd_start + meta.exposure_time / 86400.0, ""),
+        ("DATE-BEG", begin.isot, ""),
+        ("DATE-END", end.isot, ""),
+        ("EXPTIME", meta.exposure_time, "s"),
+        ("DARKTIME", meta.dark_time, "s"),
+        ("RAFTBAY", detector.raft or "R00", ""),
+        ("CCDSLOT", detector.name_in_raft, ""),
         ("DETSIZE", f"[1:{detector.bbox.width},1:{detector.bbox.height}]", ""),
-        ("CCD_TYPE", detector.physical_type, ""), ("CCD_SERN", detector.serial or "", ""),
+        ("CCD_TYPE", detector.physical_type, ""),
+        ("CCD_SERN", detector.serial or "", ""),
     ]
     pf = physical_filter_for(instrument, meta.band)
     if pf is not None:
@@ -93,9 +108,15 @@ def raw_header(instrument: Any, detector: Any, meta: RawMetadata, wcs: Any = Non
         for key, part in zip(keys, pf.split("~") + ["empty"] * len(keys), strict=False):
             cards.append((key, part, ""))
     if meta.ra is not None:
-        cards += [("RA", meta.ra, "deg"), ("DEC", meta.dec, "deg"), ("RASTART", meta.ra, "deg"),
-                  ("DECSTART", meta.dec, "deg"), ("ROTPA", meta.rotation_deg, "sky position angle, deg"),
-                  ("AMSTART", meta.airmass, ""), ("OBJECT", meta.target or "sim_field", "")]
+        cards += [
+            ("RA", meta.ra, "deg"),
+            ("DEC", meta.dec, "deg"),
+            ("RASTART", meta.ra, "deg"),
+            ("DECSTART", meta.dec, "deg"),
+            ("ROTPA", meta.rotation_deg, "sky position angle, deg"),
+            ("AMSTART", meta.airmass, ""),
+            ("OBJECT", meta.target or "sim_field", ""),
+        ]
     for key, value, comment in cards:
         h[key] = (value, comment)
     if wcs is not None:
@@ -114,7 +135,9 @@ def _amp_header(amp: Any) -> Any:
     h["EXTNAME"] = f"Segment{amp.name[1:]}" if amp.name.startswith("C") else amp.name
     h["DATASEC"] = amp.raw_data_bbox.shifted(-amp.raw_bbox.x0, -amp.raw_bbox.y0).to_fits_section()
     if amp.raw_serial_overscan_bbox is not None:
-        h["BIASSEC"] = amp.raw_serial_overscan_bbox.shifted(-amp.raw_bbox.x0, -amp.raw_bbox.y0).to_fits_section()
+        h["BIASSEC"] = amp.raw_serial_overscan_bbox.shifted(
+            -amp.raw_bbox.x0, -amp.raw_bbox.y0
+        ).to_fits_section()
     b: Box = amp.bbox
     xs = (b.x1, b.x0 + 1) if amp.flip_x else (b.x0 + 1, b.x1)
     ys = (b.y1, b.y0 + 1) if amp.flip_y else (b.y0 + 1, b.y1)

@@ -11,6 +11,9 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import multiprocessing
+import os
+import threading
+import time
 import traceback
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -23,6 +26,19 @@ __all__ = ["ProcessPoolExecutor"]
 
 _log = logging.getLogger(__name__)
 _MAX_ATTEMPTS = 2
+
+
+def _watch(executor_pid: int) -> None:
+    from pachon.pipe.quantum import process_alive
+
+    while process_alive(executor_pid):
+        time.sleep(0.5)
+    os._exit(3)
+
+
+def _start_watchdog(executor_pid: int) -> None:
+    """Worker initializer: exit when the executor dies (kill -9) instead of lingering forever."""
+    threading.Thread(target=_watch, args=(executor_pid,), daemon=True, name="pachon-watchdog").start()
 
 
 def _failed(job: QuantumJob, message: str, tb: str | None = None) -> QuantumResult:
@@ -42,7 +58,8 @@ class _PoolSession(Session):
         self._next = 0
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(max_workers=self.processes, mp_context=self._ctx)
+        return cf.ProcessPoolExecutor(max_workers=self.processes, mp_context=self._ctx,
+                                      initializer=_start_watchdog, initargs=(os.getpid(),))
 
     def _start(self, handle: int, job: QuantumJob, attempt: int) -> None:
         try:

@@ -216,13 +216,14 @@ class AuthStore:
     def visible(self, user: User, collection: str) -> bool:
         """Whether ``user`` may see datasets of ``collection``.
 
-        A collection matched by one or more rules is visible to members of any of the rules'
-        groups and to administrators; any other collection is public.
+        A collection matched by rules is visible to administrators and to users who belong to
+        one of the groups of *every* matching rule (rules only ever narrow access); any other
+        collection is public.
         """
         if user.is_admin:
             return True
         matched = [groups for pattern, groups in self.rules() if fnmatch.fnmatchcase(collection, pattern)]
-        return not matched or any(user.groups & groups for groups in matched)
+        return all(user.groups & groups for groups in matched)
 
 
 def _hash(secret: str) -> str:

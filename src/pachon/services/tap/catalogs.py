@@ -1,0 +1,247 @@
+"""The TAP back end: a read-only DuckDB database of the repository's tables.
+
+At start-up every table TAP serves is materialized into one DuckDB file in the service data
+folder (``catalog.duckdb``), rebuilt only when the repository's datasets changed (a fingerprint of
+the dataset ids is kept in the file):
+
+- catalogs: Parquet datasets (storage class ``ArrowTable``) whose dataset type names a Rubin
+  table (``source`` -> ``dp1.Source``, ``dia_source`` -> ``dp1.DiaSource`` or ``apdb.DiaSource``...);
+- ``ivoa.ObsCore`` from `pachon.services.images.obscore.build_obscore` (skipped with a log line
+  when that module is absent);
+- ``pachon.provenance`` and ``pachon.provenance_input`` from the registry;
+- ``TAP_SCHEMA`` (see `pachon.services.tap.tap_schema`).
+
+Each data table carries a hidden column ``_pachon_run`` (the dataset's RUN) so the translator can
+keep only rows of collections the user may see; rows are sorted by declination so DuckDB's
+per-row-group min/max statistics (zone maps) skip most of the table in a cone search's
+declination band.  Queries run on connections opened ``read_only`` with
+``enable_external_access=false`` and a locked configuration: even a query that slipped past the
+translator could neither write nor read any file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from pachon.core.errors import ConfigError
+
+__all__ = ["CatalogDatabase", "ServedTable", "ServedColumn", "RUN_COLUMN", "rubin_table_for"]
+
+_log = logging.getLogger(__name__)
+
+RUN_COLUMN = "_pachon_run"
+_FORMAT_VERSION = "3"
+_POSITION_COLUMNS = (("coord_ra", "coord_dec"), ("ra", "dec"), ("s_ra", "s_dec"))
+
+
+@dataclass(frozen=True)
+class ServedColumn:
+    """A column as described in TAP_SCHEMA."""
+
+    name: str
+    datatype: str
+    arraysize: str | None = None
+    xtype: str | None = None
+    unit: str | None = None
+    ucd: str | None = None
+    utype: str | None = None
+    description: str | None = None
+    principal: bool = False
+    indexed: bool = False
+    std: bool = False
+
+
+@dataclass(frozen=True)
+class ServedTable:
+    """A table served by TAP: where it lives in DuckDB and how it is described."""
+
+    schema: str
+    name: str
+    description: str
+    columns: tuple[ServedColumn, ...]
+    run_filtered: bool = True
+    position: tuple[str, str] | None = None
+    utype: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def qualified(self) -> str:
+        """``schema.name``."""
+        return f"{self.schema}.{self.name}"
+
+
+def rubin_table_for(dataset_type: str) -> tuple[str, Any] | None:
+    """The (schema name, felis table) a catalog dataset type names, or None.
+
+    ``source`` -> ``dp1.Source``, ``dia_source`` -> ``dp1.DiaSource``; the ``dp1`` schema is
+    searched first, then ``apdb``.
+    """
+    from pachon.core.schemas import load_schema
+
+    camel = "".join(p[:1].upper() + p[1:] for p in re.split(r"[_\W]+", dataset_type) if p)
+    for schema_name in ("dp1", "apdb"):
+        for table in load_schema(schema_name).tables:
+            if table.name.lower() == camel.lower():
+                return schema_name, table
+    return None
+
+
+class CatalogDatabase:
+    """The DuckDB database of everything TAP serves, built from a repository.
+
+    Parameters
+    ----------
+    repo
+        An open `~pachon.repo.Repository`.
+    data_dir
+        Folder of ``catalog.duckdb``.
+    threads
+        DuckDB worker threads per query.
+    """
+
+    def __init__(self, repo: Any, data_dir: str | Path, *, threads: int | None = None) -> None:
+        self.repo = repo
+        self.path = Path(data_dir) / "catalog.duckdb"
+        self.threads = threads or max(1, min(4, os.cpu_count() or 1))
+        self.tables: dict[str, ServedTable] = {}
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self.refresh()
+
+    # -- building --------------------------------------------------------------------------------
+    def _sources(self) -> tuple[list[tuple[Any, str, Any, list[tuple[str, str]]]], str]:
+        """Catalog dataset types with their files, and a fingerprint of the registry's datasets."""
+        from pachon.repo.registry import CollectionType
+
+        runs = [n for n, _ in self.repo.registry.list_collections(types=[CollectionType.RUN])]
+        digest = hashlib.sha256(_FORMAT_VERSION.encode())
+        sources = []
+        for dt in sorted(self.repo.registry.list_dataset_types(), key=lambda d: d.name):
+            refs = self.repo.query_datasets(dt.name, runs, find_first=False) if runs else []
+            digest.update(dt.name.encode() + b"".join(sorted(r.id.bytes for r in refs)))
+            if dt.storage_class != "ArrowTable" or not refs:
+                continue
+            found = rubin_table_for(dt.name)
+            if found is None:
+                _log.info("dataset type %s names no Rubin table; not served by TAP", dt.name)
+                continue
+            recs = {rec.dataset_id: rec for rec in self.repo.registry.file_records([r.id for r in refs])}
+            files = [(self.repo.datastore.full_path(recs[r.id].path), r.run) for r in refs if r.id in recs]
+            sources.append((dt, found[0], found[1], files))
+        digest.update(b"obscore" if _obscore_builder() is not None else b"")
+        return sources, digest.hexdigest()
+
+    def refresh(self) -> None:
+        """(Re)build the database file when the repository changed, then (re)open it."""
+        with self._lock:
+            sources, fingerprint = self._sources()
+            if self._stored_fingerprint() != fingerprint:
+                self._build(sources, fingerprint)
+            self._open()
+
+    def _stored_fingerprint(self) -> str | None:
+        import duckdb
+
+        if not self.path.exists():
+            return None
+        try:
+            with duckdb.connect(str(self.path), read_only=True) as conn:
+                return conn.execute("SELECT value FROM pachon.meta WHERE key = 'fingerprint'").fetchone()[0]
+        except duckdb.Error:
+            return None
+
+    def _build(self, sources: list, fingerprint: str) -> None:
+        import duckdb
+
+        from pachon.services.tap.builders import (
+            load_catalog,
+            load_obscore,
+            load_provenance,
+            write_tap_schema,
+        )
+
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".building")
+        tmp.unlink(missing_ok=True)
+        _log.info("building the TAP catalog database %s", self.path)
+        tables: list[ServedTable] = []
+        with duckdb.connect(str(tmp)) as conn:
+            conn.execute(f"SET threads = {self.threads}")
+            conn.execute("CREATE SCHEMA pachon; CREATE TABLE pachon.meta (key VARCHAR, value VARCHAR)")
+            for dt, schema_name, felis_table, files in sources:
+                tables.append(load_catalog(conn, dt.name, schema_name, felis_table, files))
+            builder = _obscore_builder()
+            if builder is None:
+                _log.info("pachon.services.images.obscore is not available: ivoa.ObsCore not served")
+            else:
+                obscore = load_obscore(conn, builder(self.repo))
+                if obscore is not None:
+                    tables.append(obscore)
+            tables.extend(load_provenance(conn, self.repo))
+            write_tap_schema(conn, tables)
+            conn.execute("INSERT INTO pachon.meta VALUES ('fingerprint', ?)", [fingerprint])
+            conn.execute("CHECKPOINT")
+        os.replace(tmp, self.path)
+
+    def _open(self) -> None:
+        import duckdb
+
+        from pachon.services.tap.builders import read_served_tables
+
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = duckdb.connect(
+            str(self.path),
+            read_only=True,
+            config={
+                "enable_external_access": False,
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+                "threads": self.threads,
+                "lock_configuration": True,
+            },
+        )
+        self.tables = {t.qualified.lower(): t for t in read_served_tables(self._conn)}
+        _log.info("TAP serves %d tables: %s", len(self.tables), ", ".join(sorted(self.tables)))
+
+    # -- querying --------------------------------------------------------------------------------
+    def cursor(self) -> Any:
+        """A new DuckDB connection (cursor) on the read-only database, for one query."""
+        if self._conn is None:
+            raise ConfigError(f"the TAP catalog database {self.path} is closed")
+        return self._conn.cursor()
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def _obscore_builder() -> Any:
+    try:
+        from pachon.services.images.obscore import build_obscore
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("pachon.services.images"):
+            return None
+        raise
+    return build_obscore
+
+
+def arrow_position(schema: pa.Schema) -> tuple[str, str] | None:
+    """The (ra, dec) column pair of a table, if it has one."""
+    names = set(schema.names)
+    return next(((ra, dec) for ra, dec in _POSITION_COLUMNS if ra in names and dec in names), None)
