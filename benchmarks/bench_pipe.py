@@ -56,7 +56,8 @@ def bench(repo: Repository, executor, label: str) -> dict[str, float]:  # noqa: 
     pid = os.getpid()
 
     def make_job(q):  # noqa: ANN001, ANN202
-        return QuantumJob(str(repo.root), run, q.label, tdef.class_path, tdef.config, tdef.config_hash, q, pid)
+        return QuantumJob(str(repo.root), run, q.label, tdef.class_path, tdef.config, tdef.config_hash,
+                          q, pid)
 
     report = RunReport(run, None, ["noop"])
     t0 = time.perf_counter()
@@ -89,14 +90,16 @@ def main() -> None:
         repo = make_repo(Path(tmp) / "repo", n_exp, n_det)
         print(f"{n_exp} exposures x {n_det} detectors = {n_exp * n_det} quanta; -j {args.processes}; "
               f"{os.cpu_count()} CPUs")
-        print(f"{'executor':<8} {'quanta':>7} {'graph s':>8} {'graph ms/q':>10} {'exec s':>8} {'exec ms/q':>10} "
+        print(f"{'executor':<8} {'quanta':>7} {'graph s':>8} {'graph ms/q':>10} {'exec s':>8} "
+              f"{'exec ms/q':>10} "
               f"{'quanta/s':>9}")
         for name in args.executors.split(","):
             if name not in makers:
                 continue
             r = bench(repo, makers[name](), name)
             n = r["quanta"]
-            print(f"{name:<8} {n:>7d} {r['graph_s']:>8.2f} {1e3 * r['graph_s'] / n:>10.3f} {r['exec_s']:>8.1f} "
+            print(f"{name:<8} {n:>7d} {r['graph_s']:>8.2f} {1e3 * r['graph_s'] / n:>10.3f} "
+                  f"{r['exec_s']:>8.1f} "
                   f"{1e3 * r['exec_s'] / n:>10.2f} {n / r['exec_s']:>9.0f}", flush=True)
 
 

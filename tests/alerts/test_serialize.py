@@ -53,7 +53,6 @@ def test_real_wire_packet_decodes_and_reencodes_byte_exact(shared_data: Path) ->
     with pytest.raises(FormatError, match="version="):
         deserialize_alert(body[1:])
     again = deserialize_alert(body, version="7.1")  # holds NaN: compare the encodings
-    assert again["diaSource"] == alert["diaSource"] or serialize_alert(again, version="7.1") == body
     assert serialize_alert(again, version="7.1") == body
 
 

@@ -27,7 +27,8 @@ def test_run_failure_exit_code_and_resume(toy_repo: Repository, tmp_path: Path) 
     assert result.exit_code == 1, result.output
     assert "FAILED scale" in result.output and "'exposure': 1" in result.output
     assert "total" in result.output and "skipped" in result.output
-    pipe.write_text("tasks:\n  scale: pachon.pipe.examples.ScaleTask\n  total: pachon.pipe.examples.SumTask\n")
+    pipe.write_text("tasks:\n  scale: pachon.pipe.examples.ScaleTask\n  total: "
+                    "pachon.pipe.examples.SumTask\n")
     result = CliRunner().invoke(cli, [*args, "--skip-existing", "--clobber-failures", "-j", "2"])
     assert result.exit_code == 0, result.output
     rows = [ln.split() for ln in result.output.splitlines() if ln.startswith(("scale ", "total "))]

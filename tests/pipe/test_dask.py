@@ -22,7 +22,8 @@ def test_dask_local_cluster_outputs_and_failures(toy_repo: Repository, pipeline_
     pipe = Pipeline.from_dict({"tasks": {
         "scale": {"class": "pachon.pipe.examples.ScaleTask", "config": {"factor": 3.0, "fail_on": [bad]}},
         "total": "pachon.pipe.examples.SumTask"}}, source="inline")
-    report = run_pipeline(toy_repo, pipe, inputs=["raw/toy"], output="dask", executor=DaskExecutor(n_workers=2))
+    report = run_pipeline(toy_repo, pipe, inputs=["raw/toy"], output="dask",
+                          executor=DaskExecutor(n_workers=2))
     c = report.counts()
     assert c["scale"]["failed"] == 1 and c["scale"]["succeeded"] == N_EXPOSURES * N_DETECTORS - 1
     assert c["total"]["skipped"] == 1 and c["total"]["succeeded"] == N_EXPOSURES - 1

@@ -14,18 +14,22 @@ def _split(values: tuple[str, ...]) -> list[str]:
 
 
 @click.command("run")
-@click.option("-p", "--pipeline", "pipeline", required=True, help="Pipeline YAML, optionally FILE.yaml#subset.")
-@click.option("-b", "--butler", "--repo", "repo", required=True, type=click.Path(exists=True, file_okay=False),
+@click.option("-p", "--pipeline", "pipeline", required=True, help="Pipeline YAML, optionally "
+                                                                  "FILE.yaml#subset.")
+@click.option("-b", "--butler", "--repo", "repo", required=True, type=click.Path(exists=True,
+                                                                                 file_okay=False),
               help="Repository root.")
 @click.option("-i", "--input", "inputs", multiple=True, required=True,
               help="Input collection(s), comma-separated or repeated, searched in order.")
 @click.option("-o", "--output", default=None, help="CHAINED output collection: [new run, inputs...].")
 @click.option("--output-run", default=None, help="Write into this RUN collection instead of a new one.")
-@click.option("-d", "--where", default=None, help="Data selection, e.g. \"instrument='LSSTComCam' AND visit > 100\".")
+@click.option("-d", "--where", default=None, help="Data selection, e.g. \"instrument='LSSTComCam' "
+                                                  "AND visit > 100\".")
 @click.option("-j", "--processes", default=1, show_default=True, type=int,
               help="Worker processes (1: in-process serial executor).")
 @click.option("--dask", "dask_address", default=None,
-              help="Run on Dask: a scheduler address (tcp://host:8786) or 'local' for a LocalCluster of -j workers.")
+              help="Run on Dask: a scheduler address (tcp://host:8786) or 'local' for a "
+                   "LocalCluster of -j workers.")
 @click.option("--skip-existing", is_flag=True, help="Resume: skip quanta already complete in the output run.")
 @click.option("--clobber-failures", is_flag=True,
               help="Remove records of failed or interrupted quanta and run them again.")
@@ -41,7 +45,8 @@ def run_cmd(pipeline: str, repo: str, inputs: tuple[str, ...], output: str | Non
     from pachon.pipe.executors import DaskExecutor, ProcessPoolExecutor, SerialExecutor
 
     if dask_address:
-        executor = DaskExecutor(None if dask_address == "local" else dask_address, n_workers=max(processes, 1))
+        executor = DaskExecutor(None if dask_address == "local" else dask_address,
+                                n_workers=max(processes, 1))
     elif processes > 1:
         executor = ProcessPoolExecutor(processes)
     else:

@@ -6,7 +6,7 @@ import click
 
 from pachon.cli.errors import handle_errors
 
-__all__ = ["register", "repo_group", "ingest", "query_group", "collection_group"]
+__all__ = ["register", "repo_group", "ingest", "query_group", "collection_group", "refcat_group"]
 
 
 def _open(root: str):  # noqa: ANN202 - Repository, imported lazily
@@ -195,7 +195,35 @@ def collection_remove(root: str, name: str) -> None:
     click.echo(f"removed {name} ({n} datasets deleted)")
 
 
+@click.group("refcat")
+def refcat_group() -> None:
+    """Reference catalogs sharded by HEALPix pixel."""
+
+
+@refcat_group.command("ingest")
+@click.argument("root", type=click.Path(exists=True, file_okay=False))
+@click.argument("name")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--transfer",
+    default="copy",
+    show_default=True,
+    type=click.Choice(["copy", "hardlink", "symlink", "move", "direct"]),
+)
+@handle_errors
+def refcat_ingest(root: str, name: str, files: tuple[str, ...], transfer: str) -> None:
+    """Ingest reference-catalog shards FILES (``<pixel>.parquet``) as catalog NAME."""
+    from pachon.repo.refcat import ingest_refcat
+
+    report = ingest_refcat(_open(root), name, files, transfer=transfer)
+    for path, reason in report.failed:
+        click.echo(f"FAILED {path}: {reason}", err=True)
+    click.echo(report.summary())
+    if report.failed:
+        raise click.exceptions.Exit(1)
+
+
 def register(cli: click.Group) -> None:
     """Add the repository commands to the root ``pachon`` group."""
-    for command in (repo_group, ingest, query_group, collection_group):
+    for command in (repo_group, ingest, query_group, collection_group, refcat_group):
         cli.add_command(command)

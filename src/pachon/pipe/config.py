@@ -97,7 +97,8 @@ def make_config(config_class: type, overrides: dict[str, Any] | None = None, *, 
     except pydantic.ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{where}: invalid value for {key!r}: {err['msg']} (got {err.get('input')!r})") from None
+        raise ConfigError(f"{where}: invalid value for {key!r}: {err['msg']} "
+                          f"(got {err.get('input')!r})") from None
 
 
 def config_hash(task_class: str, config: Any) -> str:

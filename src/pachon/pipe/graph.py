@@ -176,8 +176,10 @@ class _Builder:
                 if not hits:
                     break
                 if not inp.multiple and len(hits) > 1:
-                    raise QueryError(f"task {tdef.label!r} input {name!r}: {len(hits)} {inp.dataset_type} datasets "
-                                     f"match quantum {did}; declare it multiple=True or narrow the collections")
+                    raise QueryError(f"task {tdef.label!r} input {name!r}: {len(hits)} "
+                                     f"{inp.dataset_type} datasets "
+                                     f"match quantum {did}; declare it multiple=True or narrow the "
+                                     f"collections")
                 inputs[name] = [r for r, _ in hits]
                 upstream.update(q for _, q in hits if q is not None)
             else:

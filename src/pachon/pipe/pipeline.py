@@ -162,7 +162,8 @@ class Pipeline:
             raise ConfigError(f"{source}: a pipeline needs a 'tasks' mapping of label -> class")
         unknown = set(data) - {"description", "tasks", "subsets", "instrument"}
         if unknown:
-            raise ConfigError(f"{source}: unknown top-level key {sorted(unknown)[0]!r}; allowed: description, "
+            raise ConfigError(f"{source}: unknown top-level key {sorted(unknown)[0]!r}; allowed: "
+                              f"description, "
                               f"tasks, subsets, instrument")
         defs = [_task_def(str(label), entry, source) for label, entry in data["tasks"].items()]
         subsets: dict[str, list[str]] = {}
@@ -191,7 +192,8 @@ class Pipeline:
                                conn.storage_class)
         old = self.dataset_types.setdefault(spec.name, spec)
         if old != spec:
-            raise ConfigError(f"{self.source}: task {label!r} ({conn_name}) declares dataset type {spec.name!r} "
+            raise ConfigError(f"{self.source}: task {label!r} ({conn_name}) declares dataset type "
+                              f"{spec.name!r} "
                               f"as {spec.dimensions}/{spec.storage_class} but it is {old.dimensions}/"
                               f"{old.storage_class} elsewhere; make the declarations agree")
 
@@ -206,8 +208,9 @@ class Pipeline:
                 self.producers[out.dataset_type] = label
                 extra = set(self.dataset_types[out.dataset_type].dimensions) - keys
                 if extra:
+                    dims = ", ".join(tdef.dimensions)
                     raise ConfigError(f"{self.source}: task {label!r} output {name!r} has dimension "
-                                      f"{sorted(extra)[0]!r} that its quanta ({', '.join(tdef.dimensions)}) lack")
+                                      f"{sorted(extra)[0]!r} that its quanta ({dims}) lack")
             for kind in (metadata_type(label), failure_type(label)):
                 self._declare(label, kind, Output(kind, tdef.dimensions, "Json"))
             for name, inp in {**tdef.task.inputs, **tdef.task.prerequisites}.items():
@@ -223,7 +226,8 @@ class Pipeline:
             for name, pre in tdef.task.prerequisites.items():
                 if pre.dataset_type in self.producers:
                     raise ConfigError(f"{self.source}: task {label!r} prerequisite {name!r} "
-                                      f"({pre.dataset_type}) is made by task {self.producers[pre.dataset_type]!r}; "
+                                      f"({pre.dataset_type}) is made by task "
+                                      f"{self.producers[pre.dataset_type]!r}; "
                                       f"declare it as an Input instead")
 
     def _toposort(self) -> list[str]:
@@ -248,7 +252,8 @@ class Pipeline:
     def upstream_labels(self, label: str) -> set[str]:
         """Labels of the tasks whose outputs ``label`` reads."""
         t = self.task_defs[label]
-        return {self.producers[i.dataset_type] for i in t.task.inputs.values() if i.dataset_type in self.producers}
+        return {self.producers[i.dataset_type] for i in t.task.inputs.values()
+                if i.dataset_type in self.producers}
 
     def overall_inputs(self) -> list[str]:
         """Dataset types read but not made by the pipeline (they must be in the input collections)."""
@@ -256,7 +261,8 @@ class Pipeline:
 
     def prerequisite_types(self) -> list[str]:
         """Dataset types declared as prerequisites."""
-        return sorted({p.dataset_type for t in self.task_defs.values() for p in t.task.prerequisites.values()})
+        return sorted({p.dataset_type for t in self.task_defs.values()
+                       for p in t.task.prerequisites.values()})
 
     def output_types(self) -> list[DatasetTypeSpec]:
         """Dataset types written by the pipeline (outputs, metadata and failure records)."""

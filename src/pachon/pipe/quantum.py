@@ -113,7 +113,8 @@ def _read_inputs(repo: Any, task: Any, q: Quantum) -> dict[str, Any]:
         try:
             objs = [repo.get(r) for r in refs]
         except DatasetNotFoundError as exc:
-            raise NoWorkFound(f"input {name!r} of {q.label} {q.data_id} was not produced upstream: {exc}") from None
+            raise NoWorkFound(f"input {name!r} of {q.label} {q.data_id} was not produced upstream: "
+                              f"{exc}") from None
         multiple = conns[name].multiple or getattr(conns[name], "lookup", None) == "region"
         out[name] = objs if multiple else objs[0]
     return out

@@ -93,7 +93,8 @@ class RunReport:
             last = (r.traceback or "").strip().splitlines()[-3:]
             parts.append(f"FAILED {r.label} {r.data_id}: {r.error}\n    " + "\n    ".join(last))
         if len(fails) > max_failures:
-            parts.append(f"... and {len(fails) - max_failures} more failures (see the <label>_failure datasets)")
+            parts.append(f"... and {len(fails) - max_failures} more failures (see the "
+                         f"<label>_failure datasets)")
         if not self.ok:
             parts.append(f"{len(fails)} quanta failed and {len(self.skipped())} were skipped downstream; fix "
                          f"the cause and rerun the same command with --skip-existing --clobber-failures")

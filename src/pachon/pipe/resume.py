@@ -92,11 +92,13 @@ def completed_quanta(repo: Any, graph: QuantumGraph, *, skip_existing: bool,
         else:
             leftovers += [r for r in (*q.outputs.values(), q.failure) if r.id in present]
     if done and not skip_existing:
-        raise ConflictError(f"run {graph.run!r} already holds {len(done)} completed quanta of this graph; pass "
+        raise ConflictError(f"run {graph.run!r} already holds {len(done)} completed quanta of this "
+                            f"graph; pass "
                             f"--skip-existing to resume, or write to a new output collection")
     if leftovers:
         if not clobber_failures:
-            raise ConflictError(f"run {graph.run!r} holds {len(leftovers)} datasets of quanta that failed or were "
+            raise ConflictError(f"run {graph.run!r} holds {len(leftovers)} datasets of quanta that "
+                                f"failed or were "
                                 f"interrupted; pass --clobber-failures to remove them and retry those quanta")
         _log.info("removing %d datasets left by failed quanta in %s", len(leftovers), graph.run)
         repo.remove(leftovers)

@@ -26,7 +26,8 @@ def register_output_types(repo: Any, pipeline: Pipeline) -> None:
         repo.register_dataset_type(spec.name, spec.dimensions, spec.storage_class)
 
 
-def run_pipeline(repo: Any, pipeline: Pipeline | str | Path, *, inputs: Sequence[str], output: str | None = None,
+def run_pipeline(repo: Any, pipeline: Pipeline | str | Path, *, inputs: Sequence[str],
+                 output: str | None = None,
                  output_run: str | None = None, where: str | None = None, bind: dict[str, Any] | None = None,
                  executor: Executor | None = None, skip_existing: bool = False,
                  clobber_failures: bool = False) -> RunReport:
@@ -77,7 +78,8 @@ def run_pipeline(repo: Any, pipeline: Pipeline | str | Path, *, inputs: Sequence
 
     def make_job(q: Quantum) -> QuantumJob:
         tdef = defs[q.label]
-        return QuantumJob(str(repo.root), run, q.label, tdef.class_path, tdef.config, tdef.config_hash, q, pid)
+        return QuantumJob(str(repo.root), run, q.label, tdef.class_path, tdef.config, tdef.config_hash,
+                          q, pid)
 
     report = RunReport(run, output, [t.label for t in pipe.ordered()])
     executor.execute(graph, make_job, report, done=done)

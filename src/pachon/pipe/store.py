@@ -26,7 +26,8 @@ __all__ = ["write_datasets", "provenance_row"]
 _log = logging.getLogger(__name__)
 
 
-def provenance_row(*, task: str, quantum_id: uuid.UUID | str | None, config_hash: str | None) -> dict[str, Any]:
+def provenance_row(*, task: str, quantum_id: uuid.UUID | str | None,
+                   config_hash: str | None) -> dict[str, Any]:
     """The provenance columns of a dataset written by a quantum."""
     from pachon import __version__
 
@@ -43,7 +44,8 @@ def _full_data_id(repo: Any, ref: DatasetRef, cache: dict) -> tuple[Any, dict[st
     return dt, did
 
 
-def write_datasets(repo: Any, run: str, items: Sequence[tuple[DatasetRef, Any]], *, provenance: dict[str, Any],
+def write_datasets(repo: Any, run: str, items: Sequence[tuple[DatasetRef, Any]], *, provenance: dict[str,
+                                                                                                     Any],
                    inputs: Sequence[uuid.UUID] = (), before_commit: Callable[[], None] | None = None,
                    expand_cache: dict | None = None) -> list[DatasetRef]:
     """Write objects under the given refs' ids and register them all in one transaction.

@@ -22,7 +22,8 @@ from typing import Any, ClassVar, Literal
 
 from pachon.core.errors import ConfigError
 
-__all__ = ["Input", "PrerequisiteInput", "Output", "Task", "EmptyConfig", "import_task_class", "is_dataclass_type"]
+__all__ = ["Input", "PrerequisiteInput", "Output", "Task", "EmptyConfig", "import_task_class",
+           "is_dataclass_type"]
 
 _log = logging.getLogger(__name__)
 
@@ -170,7 +171,8 @@ def import_task_class(path: str, *, source: str = "pipeline") -> type[Task]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"{source}: cannot import module {module_name!r} of task class {path!r}: {exc}") from exc
+        raise ConfigError(f"{source}: cannot import module {module_name!r} of task class {path!r}: "
+                          f"{exc}") from exc
     cls = getattr(module, cls_name, None)
     if not (isinstance(cls, type) and issubclass(cls, Task)):
         raise ConfigError(f"{source}: {path!r} is not a pachon.pipe.Task subclass")

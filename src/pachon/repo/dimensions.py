@@ -12,8 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pachon.core.errors import DataIdError
+from pachon.core.skypix import DEFAULT_SKYPIX_LEVEL
 
 __all__ = [
+    "SKYPIX_DIMENSION",
     "DimensionElement",
     "UNIVERSE",
     "DIMENSION_NAMES",
@@ -63,6 +65,10 @@ class DimensionElement:
         """Name of the column holding ``dimension``'s value in this element's table."""
         return self.key if dimension == self.name else dimension
 
+
+#: The sky-pixel dimension (HEALPix nested at the registry's level): reference catalogs and
+#: other sky-sharded datasets are keyed by it; its records carry the pixel's region.
+SKYPIX_DIMENSION = f"healpix{DEFAULT_SKYPIX_LEVEL}"
 
 _OBS_FIELDS = {
     "exposure_time": "float",
@@ -131,6 +137,7 @@ UNIVERSE: dict[str, DimensionElement] = {
         DimensionElement(
             "patch", ("skymap", "tract"), fields={"cell_x": "int", "cell_y": "int", "region": "region"}
         ),
+        DimensionElement(SKYPIX_DIMENSION, fields={"region": "region"}),
     ]
 }
 
@@ -146,6 +153,7 @@ DIMENSION_NAMES: tuple[str, ...] = (
     "visit",
     "tract",
     "patch",
+    SKYPIX_DIMENSION,
 )
 
 

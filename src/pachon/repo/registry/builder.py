@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from pachon.core.errors import QueryError
-from pachon.repo.dimensions import UNIVERSE
+from pachon.repo.dimensions import SKYPIX_DIMENSION, UNIVERSE
 from pachon.repo.refs import coerce_value
 
 __all__ = ["QueryBuilder", "parse_region_arg"]
@@ -126,12 +126,12 @@ class QueryBuilder:
 
     def region_element(self, dimensions: tuple[str, ...]) -> str:
         """The most specific element with a region among ``dimensions``."""
-        for name in ("patch", "tract", "visit", "exposure"):
+        for name in ("patch", "tract", "visit", "exposure", SKYPIX_DIMENSION):
             if name in dimensions:
                 return name
         raise QueryError(
             f"no dimension with a sky region among {', '.join(dimensions)}; "
-            f"a region constraint needs visit, exposure, tract or patch"
+            f"a region constraint needs visit, exposure, tract, patch or {SKYPIX_DIMENSION}"
         )
 
     def add_region(self, element_name: str, pixels: list[int]) -> sa.ColumnElement:

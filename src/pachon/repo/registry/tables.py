@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from pachon.repo.dimensions import UNIVERSE, DimensionElement
+from pachon.repo.dimensions import SKYPIX_DIMENSION, UNIVERSE, DimensionElement
 
 __all__ = ["make_metadata", "DATA_ID_COLUMNS", "SQL_TYPES"]
 
@@ -29,6 +29,7 @@ DATA_ID_COLUMNS: tuple[str, ...] = (
     "visit",
     "tract",
     "patch",
+    SKYPIX_DIMENSION,
 )
 
 
@@ -98,6 +99,7 @@ def make_metadata() -> sa.MetaData:
     sa.Index("dataset_exposure_idx", ds.c.exposure, ds.c.detector)
     sa.Index("dataset_visit_idx", ds.c.visit, ds.c.detector)
     sa.Index("dataset_patch_idx", ds.c.tract, ds.c.patch)
+    sa.Index("dataset_skypix_idx", ds.c[SKYPIX_DIMENSION])
     sa.Index("dataset_run_idx", ds.c.run_id)
     sa.Table(
         "dataset_tag",
