@@ -60,7 +60,8 @@ def test_calexp_rows_match_wcs_records_and_band(image_repo) -> None:
     assert row["s_ra"] == pytest.approx(float(ra), abs=1e-12)
     assert row["s_dec"] == pytest.approx(float(dec), abs=1e-12)
     region = stcs_to_region(row["s_region"])
-    cra, cdec = exp.wcs.all_pix2world([-0.5, WIDTH - 0.5, WIDTH - 0.5, -0.5], [-0.5, -0.5, HEIGHT - 0.5, HEIGHT - 0.5], 0)
+    xs, ys = [-0.5, WIDTH - 0.5, WIDTH - 0.5, -0.5], [-0.5, -0.5, HEIGHT - 0.5, HEIGHT - 0.5]
+    cra, cdec = exp.wcs.all_pix2world(xs, ys, 0)
     got = sorted(zip(np.round(region.ra_vertices, 8), np.round(region.dec_vertices, 8), strict=True))
     assert got == sorted(zip(np.round(cra, 8), np.round(cdec, 8), strict=True))
     diag = np.hypot(WIDTH, HEIGHT) * 0.2 / 3600

@@ -110,8 +110,9 @@ def _point_in_polygon(p: Geometry, poly: Geometry) -> str:
     px = f"COS(RADIANS({y})) * COS(RADIANS({x}))"
     py = f"COS(RADIANS({y})) * SIN(RADIANS({x}))"
     pz = f"SIN(RADIANS({y}))"
-    tests = [f"({n[0]!r} * {px} + {n[1]!r} * {py} + {n[2]!r} * {pz}) >= 0" for n in normals]
-    c_lon, c_lat = math.degrees(math.atan2(centre[1], centre[0])) % 360, math.degrees(math.asin(centre[2]))
+    tests = [f"({float(n[0])!r} * {px} + {float(n[1])!r} * {py} + {float(n[2])!r} * {pz}) >= 0" for n in normals]
+    c_lon = math.degrees(math.atan2(float(centre[1]), float(centre[0]))) % 360
+    c_lat = math.degrees(math.asin(float(centre[2])))
     radius = float(np.degrees(np.arccos(np.clip(v @ centre, -1, 1))).max()) * 1.0001 + 1e-9
     return "(" + " AND ".join([*_band(x, y, c_lon, c_lat, radius), *tests]) + ")"
 

@@ -1,0 +1,135 @@
+"""The flattened alert table that filters see: one Arrow table per survey in a batch.
+
+Columns: ``alertId``, ``objectId``, ``survey``, ``batch``, ``diaSource`` (struct with Rubin's
+names, plus ``mag``/``magErr``; mapped for ZTF-like surveys), ``diaObject`` (Rubin),
+``candidate`` (ZTF-like, as sent), ``features`` (struct, see
+:mod:`pachon.alerts.broker.features`) and, with a catalog, ``xmatch`` (struct: ``id``,
+``sep_arcsec``, ``matched``).  SQL reaches struct fields with a dot: ``diaSource.snr > 10``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from pachon.alerts.broker.features import FEATURE_NAMES, light_curve_features
+from pachon.alerts.broker.packets import Packet
+from pachon.alerts.broker.xmatch import Catalog
+from pachon.alerts.ztf import MAG_ZP_NJY, map_ztf_alert, ztf_light_curve
+from pachon.core.errors import FormatError
+
+__all__ = ["build_table", "map_packet", "ROW_COLUMN"]
+
+ROW_COLUMN = "__row"
+
+
+def _mag(flux: Any) -> float:
+    if flux is None or not flux > 0:
+        return math.nan
+    return MAG_ZP_NJY - 2.5 * math.log10(flux)
+
+
+def _map_rubin(alert: dict[str, Any]) -> tuple[dict[str, Any], tuple[list, list, list]]:
+    src = alert.get("diaSource")
+    if not isinstance(src, dict):
+        raise FormatError(f"Rubin alert diaSourceId={alert.get('diaSourceId')!r} has no diaSource record")
+    flux, err = src.get("psfFlux"), src.get("psfFluxErr")
+    mag = _mag(flux)
+    source = dict(src)
+    source["mag"] = mag
+    source["magErr"] = 1.0857 * err / flux if (err is not None and flux and flux > 0) else None
+    prv = alert.get("prvDiaSources") or []
+    mjd = [p["midpointMjdTai"] for p in prv] + [src["midpointMjdTai"]]
+    mags = [_mag(p.get("psfFlux")) for p in prv] + [mag]
+    bands = [p.get("band") or "" for p in prv] + [src.get("band") or ""]
+    obj_id = src.get("diaObjectId")
+    mapped = {"alertId": int(src["diaSourceId"]), "objectId": "" if obj_id is None else str(obj_id),
+              "diaSource": source, "diaObject": alert.get("diaObject")}
+    return mapped, (mjd, mags, bands)
+
+
+def map_packet(packet: Packet) -> tuple[dict[str, Any], tuple[list, list, list]]:
+    """Common filter fields and light-curve points of one packet.
+
+    Raises
+    ------
+    FormatError
+        When the packet lacks what the mapping needs (it is then quarantined).
+    """
+    if packet.survey == "rubin":
+        return _map_rubin(packet.alert)
+    mapped = map_ztf_alert(packet.alert, packet.survey)
+    return mapped, ztf_light_curve(packet.alert, packet.survey)
+
+
+def build_table(
+    survey: str,
+    rows: list[dict[str, Any]],
+    curves: list[tuple[list, list, list]],
+    batches: list[str],
+    *,
+    catalog: Catalog | None = None,
+    radius_arcsec: float = 1.0,
+) -> Any:
+    """Build the Arrow table of one survey's alerts of a batch.
+
+    Parameters
+    ----------
+    survey
+        Survey name (one per table).
+    rows
+        Mapped alerts (from :func:`map_packet`).
+    curves
+        Light-curve points (mjd, mag, band lists) of each alert, the current detection last.
+    batches
+        Batch label of each alert.
+    catalog
+        Optional cross-match catalog.
+    radius_arcsec
+        Cross-match radius.
+
+    Returns
+    -------
+    pyarrow.Table
+        The table, with a ``__row`` column numbering the rows.
+    """
+    import pyarrow as pa
+
+    n = len(rows)
+    lengths = np.fromiter((len(c[0]) for c in curves), dtype=np.int64, count=n)
+    idx = np.repeat(np.arange(n), lengths)
+    mjd = np.fromiter((t for c in curves for t in c[0]), dtype=float, count=int(lengths.sum()))
+    mag = np.array([m if m is not None else np.nan for c in curves for m in c[1]], dtype=float)
+    band = np.array([b for c in curves for b in c[2]], dtype=str)
+    current = np.zeros(len(idx), dtype=bool)
+    current[np.cumsum(lengths) - 1] = True
+    feats = light_curve_features(n, idx, mjd, mag, band, current)
+    columns: dict[str, Any] = {
+        ROW_COLUMN: pa.array(np.arange(n)),
+        "alertId": pa.array([r["alertId"] for r in rows], pa.int64()),
+        "objectId": pa.array([r["objectId"] for r in rows], pa.string()),
+        "survey": pa.array([survey] * n, pa.string()),
+        "batch": pa.array(batches, pa.string()),
+        "diaSource": pa.array([r["diaSource"] for r in rows]),
+    }
+    if survey == "rubin":
+        objects = [r.get("diaObject") for r in rows]
+        if any(o is not None for o in objects):
+            columns["diaObject"] = pa.array(objects)
+    else:
+        columns["candidate"] = pa.array([r["candidate"] for r in rows])
+    columns["features"] = pa.StructArray.from_arrays(
+        [pa.array(feats[k]) for k in FEATURE_NAMES], names=list(FEATURE_NAMES)
+    )
+    if catalog is not None:
+        src = columns["diaSource"]
+        ra = src.field("ra").to_numpy(zero_copy_only=False).astype(float)
+        dec = src.field("dec").to_numpy(zero_copy_only=False).astype(float)
+        ids, sep = catalog.match(ra, dec, radius_arcsec)
+        columns["xmatch"] = pa.StructArray.from_arrays(
+            [pa.array(ids.astype(str)), pa.array(sep), pa.array(~np.isnan(sep))],
+            names=["id", "sep_arcsec", "matched"],
+        )
+    return pa.table(columns)

@@ -1,0 +1,45 @@
+"""`pachon demo`: the main job runs end to end and reports what the repository holds."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from pachon.cli.main import cli
+from pachon.repo import Repository
+
+
+def test_demo_simulates_ingests_and_reports(tmp_path, shared_data):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(
+        cli,
+        ["-q", "demo", "--out", str(out), "--visits", "2", "--nights", "1", "--real-data", str(shared_data)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "every file matches its checksum" in result.output
+    assert "PachonTestCam raws:" in result.output
+    repo = Repository(out / "repo")
+    science = repo.query_datasets(
+        "raw", "PachonTestCam/raw/all", where="exposure.observation_type = 'science'"
+    )
+    assert len(science) == 2 * 4  # 2 visits x 4 detectors of the test camera
+    real = repo.query_datasets("raw", "CAHA-CAFOS/raw/all")
+    assert len(real) == 15
+    assert repo.query_datasets("sim_gaia", "refcats/sim_gaia")
+    repo.close()
+
+    # a second run replaces its own output folder
+    again = CliRunner().invoke(
+        cli, ["-q", "demo", "--out", str(out), "--visits", "1", "--real-data", "/nonexistent"]
+    )
+    assert again.exit_code == 0, again.output
+    assert "simulated data only" in again.output
+
+
+def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "thesis.tex").write_text("do not delete")
+    result = CliRunner().invoke(cli, ["-q", "demo", "--out", str(out)])
+    assert result.exit_code == 1
+    assert "was not made by `pachon demo`" in result.output
+    assert (out / "thesis.tex").read_text() == "do not delete"
