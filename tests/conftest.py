@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,13 @@ from pathlib import Path
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+# Tests run in importlib mode (test files in different folders share base names such as
+# test_cli.py); helper modules beside the tests (``*_helpers.py``) are imported by name, so
+# every test folder is put on the path here, once.
+for _folder in sorted(p for p in Path(__file__).resolve().parent.rglob("*") if p.is_dir()):
+    if _folder.name != "__pycache__" and str(_folder) not in sys.path:
+        sys.path.append(str(_folder))
 
 
 @pytest.fixture(scope="session")

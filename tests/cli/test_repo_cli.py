@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from click.testing import CliRunner
+from repo_ingest_helpers import TINY_YAML, write_tiny_raw
 
 from pachon.cli.main import cli
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "repo"))
-from repo_ingest_helpers import TINY_YAML, write_tiny_raw  # noqa: E402
 
 
 def test_repo_cli_round_trip(tmp_path):
