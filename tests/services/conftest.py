@@ -181,7 +181,11 @@ def app(service_settings: Any) -> Iterator[Any]:
 @pytest.fixture
 def client(app: Any) -> Iterator[Any]:
     """An HTTP client calling `app` in process (Starlette TestClient on httpx)."""
-    from fastapi.testclient import TestClient
+    import warnings
+
+    with warnings.catch_warnings():  # starlette deprecates httpx-based TestClient in favour of httpx2
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
 
     c = TestClient(app, raise_server_exceptions=False)  # no lifespan: the app outlives the test
     yield c

@@ -136,7 +136,7 @@ def test_pyvo_sia2_client(live_server_url: str) -> None:
     from pyvo.dal.sia2 import SIA2Service
 
     service = SIA2Service(f"{live_server_url}/sia")
-    results = service.search(pos=(SkyCoord(150.0, 2.0, unit="deg"), 20 * u.arcsec), calib_level=2,
+    results = service.search(pos=(SkyCoord(150.0, 2.0, unit="deg"), 40 * u.arcsec), calib_level=2,
                              band=(400e-9 * u.m, 560e-9 * u.m), maxrec=10)
     table = results.to_table()
     assert len(table) == 2 and set(table["lsst_band"]) == {"g"}

@@ -17,6 +17,8 @@ _COMMAND_MODULES = [
     "pachon.cli.demo_cmd",
     "pachon.cli.sim_cmds",
     "pachon.cli.pipe_cmds",
+    "pachon.cli.broker_cmds",
+    "pachon.cli.serve_cmds",
 ]
 
 

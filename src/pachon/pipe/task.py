@@ -13,7 +13,6 @@ writes what it returns, so tests call ``run`` on plain objects.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import logging
 from collections.abc import Mapping
@@ -22,8 +21,7 @@ from typing import Any, ClassVar, Literal
 
 from pachon.core.errors import ConfigError
 
-__all__ = ["Input", "PrerequisiteInput", "Output", "Task", "EmptyConfig", "import_task_class",
-           "is_dataclass_type"]
+__all__ = ["Input", "PrerequisiteInput", "Output", "Task", "EmptyConfig", "import_task_class"]
 
 _log = logging.getLogger(__name__)
 
@@ -178,7 +176,3 @@ def import_task_class(path: str, *, source: str = "pipeline") -> type[Task]:
         raise ConfigError(f"{source}: {path!r} is not a pachon.pipe.Task subclass")
     return cls
 
-
-def is_dataclass_type(obj: Any) -> bool:
-    """Whether ``obj`` is a dataclass type (not an instance)."""
-    return isinstance(obj, type) and dataclasses.is_dataclass(obj)

@@ -33,7 +33,7 @@ _log = logging.getLogger(__name__)
 
 VOTABLE_MEDIA_TYPE = "application/x-votable+xml"
 ERROR_CODES = {400: "UsageError", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
-               413: "LimitExceeded", 500: "ServiceError", 503: "ServiceError"}
+               413: "LimitExceeded", 429: "LimitExceeded", 500: "ServiceError", 503: "ServiceError"}
 
 
 def error_votable(message: str, code: str = "UsageError") -> bytes:

@@ -27,6 +27,7 @@ from pachon.services.images.regions import region_to_stcs, wcs_footprint
 
 __all__ = [
     "IMAGE_STORAGE_CLASSES",
+    "OBSCORE_UTYPES",
     "BAND_EDGES_M",
     "DID_PREFIX",
     "DATALINK_FORMAT",
@@ -56,13 +57,48 @@ BAND_EDGES_M: dict[str, tuple[float, float]] = {
 DID_PREFIX = "ivo://pachon/dataset?"
 #: MIME type of a DataLink links response (the ObsCore ``access_format``).
 DATALINK_FORMAT = "application/x-votable+xml;content=datalink"
+#: ObsCore 1.1 utypes (clients such as pyvo find access_url and access_format by them).
+OBSCORE_UTYPES = {
+    "dataproduct_type": "ObsDataset.dataProductType",
+    "dataproduct_subtype": "ObsDataset.dataProductSubtype",
+    "calib_level": "ObsDataset.calibLevel",
+    "obs_collection": "DataID.Collection",
+    "obs_id": "DataID.observationID",
+    "obs_title": "DataID.Title",
+    "obs_publisher_did": "Curation.PublisherDID",
+    "access_url": "Access.Reference",
+    "access_format": "Access.Format",
+    "access_estsize": "Access.Size",
+    "target_name": "Target.Name",
+    "s_ra": "Char.SpatialAxis.Coverage.Location.Coord.Position2D.Value2.C1",
+    "s_dec": "Char.SpatialAxis.Coverage.Location.Coord.Position2D.Value2.C2",
+    "s_fov": "Char.SpatialAxis.Coverage.Bounds.Extent.diameter",
+    "s_region": "Char.SpatialAxis.Coverage.Support.Area",
+    "s_resolution": "Char.SpatialAxis.Resolution.Refval.value",
+    "s_xel1": "Char.SpatialAxis.numBins1",
+    "s_xel2": "Char.SpatialAxis.numBins2",
+    "t_min": "Char.TimeAxis.Coverage.Bounds.Limits.StartTime",
+    "t_max": "Char.TimeAxis.Coverage.Bounds.Limits.StopTime",
+    "t_exptime": "Char.TimeAxis.Coverage.Support.Extent",
+    "t_resolution": "Char.TimeAxis.Resolution.Refval.value",
+    "t_xel": "Char.TimeAxis.numBins",
+    "em_min": "Char.SpectralAxis.Coverage.Bounds.Limits.LoLimit",
+    "em_max": "Char.SpectralAxis.Coverage.Bounds.Limits.HiLimit",
+    "em_res_power": "Char.SpectralAxis.Resolution.ResolPower.refVal",
+    "em_xel": "Char.SpectralAxis.numBins",
+    "o_ucd": "Char.ObservableAxis.ucd",
+    "pol_states": "Char.PolarizationAxis.stateList",
+    "pol_xel": "Char.PolarizationAxis.numBins",
+    "facility_name": "Provenance.ObsConfig.Facility.name",
+    "instrument_name": "Provenance.ObsConfig.Instrument.name",
+}
 _FACILITIES = {"LSSTCam": "Rubin:Simonyi", "LSSTComCam": "Rubin:Simonyi", "LATISS": "Rubin:AuxTel"}
 _NS_PER_DAY = 86_400_000_000_000
 _MJD_EPOCH = 40587.0  # MJD (TAI) of 1970-01-01T00:00:00 TAI, the registry's time origin
 
 
 def obscore_schema() -> Any:
-    """The Arrow schema of the table: the Rubin ObsCore columns plus access_estsize, pol_states."""
+    """The Arrow schema: the Rubin ObsCore columns plus access_estsize, pol_states, with utypes."""
     import pyarrow as pa
 
     from pachon.core.schemas import arrow_schema
@@ -77,7 +113,13 @@ def obscore_schema() -> Any:
         pa.field("access_estsize", pa.int64(), metadata=size_meta),
         pa.field("pol_states", pa.string(), metadata=pol_meta),
     ]
-    return pa.schema([*base, *extra], metadata=base.metadata)
+    fields = []
+    for f in [*base, *extra]:
+        if f.name in OBSCORE_UTYPES:
+            utype = f"obscore:{OBSCORE_UTYPES[f.name]}".encode()
+            f = f.with_metadata({**(f.metadata or {}), b"utype": utype})
+        fields.append(f)
+    return pa.schema(fields, metadata=base.metadata)
 
 
 def dataset_did(dataset_id: uuid.UUID | str) -> str:
@@ -294,7 +336,9 @@ def _row(
     elif obs.get("name"):
         obs_id = obs["name"]
     else:
-        obs_id = "-".join(str(did[k]) for k in ("skymap", "tract", "patch", "band") if k in did) or dt.name
+        keys = ("instrument", "exposure", "visit", "skymap", "tract", "patch")
+        keys += ("band",) if "tract" in did else ()
+        obs_id = "-".join(str(did[k]) for k in keys if k in did) or dt.name
     if det.get("full_name") and "detector" in did:
         obs_id = f"{obs_id}-{det['full_name']}"
     level = calib_level(dt.name, dt.storage_class)

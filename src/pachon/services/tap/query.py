@@ -23,7 +23,7 @@ from pachon.services.tap.adql import translate
 from pachon.services.votable import VOTABLE_MEDIA_TYPE, arrow_to_votable
 
 __all__ = ["QueryParams", "QueryResult", "parse_params", "run_query", "render", "FORMATS",
-           "read_upload", "QueryTimeout"]
+           "read_upload", "QueryTimeoutError"]
 
 _log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ _UPLOAD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 
-class QueryTimeout(QueryError):
+class QueryTimeoutError(QueryError):
     """The query ran past its time limit."""
 
 
@@ -155,7 +155,7 @@ def run_query(context: Any, user: User, params: QueryParams, *, timeout_s: float
     Raises
     ------
     QueryError
-        Translation or execution errors, and timeouts (`QueryTimeout`).
+        Translation or execution errors, and timeouts (`QueryTimeoutError`).
     """
     import duckdb
 
@@ -173,11 +173,11 @@ def run_query(context: Any, user: User, params: QueryParams, *, timeout_s: float
         timer.start()
         table = cursor.sql(tr.sql).to_arrow_table()
     except duckdb.InterruptException:
-        raise QueryTimeout(f"query ran past the time limit of {timeout_s:g} s; narrow it or run it "
+        raise QueryTimeoutError(f"query ran past the time limit of {timeout_s:g} s; narrow it or run it "
                            "with /tap/async") from None
     except duckdb.Error as exc:
         if timed_out.is_set():
-            raise QueryTimeout(f"query ran past the time limit of {timeout_s:g} s") from None
+            raise QueryTimeoutError(f"query ran past the time limit of {timeout_s:g} s") from None
         message = str(exc).split("\n")[0]
         raise QueryError(f"query failed: {message[:400]}") from None
     finally:
