@@ -164,7 +164,7 @@ def execute_quantum(job: QuantumJob) -> QuantumResult:
     q = job.quantum
     t0, c0, start_ns = time.perf_counter(), time.process_time(), now_ns()
     repo = _repo(job.repo_root)
-    if repo.registry.get_dataset(q.metadata.id) is not None:
+    if repo.get_dataset(q.metadata.id) is not None:
         return QuantumResult(q.id, q.label, q.data_id, EXISTING)
     prov = provenance_row(task=job.label, quantum_id=q.id, config_hash=job.config_hash)
     try:
@@ -186,7 +186,7 @@ def execute_quantum(job: QuantumJob) -> QuantumResult:
         tb = traceback.format_exc()
         message = f"{type(exc).__name__}: {exc}"
         _log.error("quantum %s %s failed: %s", q.label, q.data_id, message)
-        if repo.registry.get_dataset(q.metadata.id) is not None:
+        if repo.get_dataset(q.metadata.id) is not None:
             return QuantumResult(q.id, q.label, q.data_id, EXISTING)
         record = {"quantum_id": str(q.id), "task": job.label, "data_id": q.data_id, "error": message,
                   "traceback": tb, "host": socket.gethostname(), "pid": os.getpid(), "time_ns_tai": now_ns()}

@@ -32,13 +32,13 @@ def new_run_name(output: str) -> str:
 
 def _chain(repo: Any, name: str) -> list[str] | None:
     try:
-        ctype = repo.registry.collection_type(name)
+        ctype = repo.collection_type(name)
     except CollectionError:
         return None
     if ctype is not CollectionType.CHAINED:
         raise CollectionError(f"output collection {name!r} exists as a {ctype.value} collection; -o needs a "
                               f"new name or a CHAINED collection made by an earlier run")
-    return repo.registry.get_chain(name)
+    return repo.get_chain(name)
 
 
 def choose_run(repo: Any, *, output: str | None, output_run: str | None, skip_existing: bool) -> str:

@@ -7,7 +7,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -185,33 +185,94 @@ class Repository:
         ConflictError
             The run already has a dataset of that type and data ID.
         """
-        dt = self.registry.get_dataset_type(dataset_type)
-        sc = get_storage_class(dt.storage_class)
-        expanded = self.registry.expand_data_id(dt, data_id)
+        ref = DatasetRef(uuid.uuid4(), dataset_type, data_id, run)
         self.registry.register_collection(run, CollectionType.RUN)
-        key = data_key(dt.dimensions, expanded)
-        if self.registry.query_datasets(
-            dataset_type, run, data_id={d: expanded[d] for d in dt.dimensions}, find_first=False
-        ):
+        return self.put_many([(ref, obj)], run=run, provenance=provenance, inputs=inputs)[0]
+
+    def put_many(
+        self,
+        items: Sequence[tuple[DatasetRef, Any]],
+        *,
+        run: str,
+        provenance: dict[str, Any] | None = None,
+        inputs: Iterable[DatasetRef | uuid.UUID] = (),
+        before_commit: Callable[[], None] | None = None,
+        expand_cache: dict | None = None,
+    ) -> list[DatasetRef]:
+        """Store several objects under caller-chosen ids, registered together or not at all.
+
+        Files are written first (each atomically); then every dataset, file record and
+        provenance row is inserted in one registry transaction.  If anything fails, the files
+        written by this call are removed and nothing is registered.  A file left by an
+        interrupted earlier attempt at the same (unregistered) id is replaced.
+
+        Parameters
+        ----------
+        items
+            ``(ref, obj)`` pairs; each ref gives the dataset id, type and data ID to use (its
+            ``run`` is ignored).
+        run
+            Existing RUN collection.
+        provenance
+            ``task``, ``quantum_id``, ``config_hash`` (software version, host and time are added).
+        inputs
+            Datasets these were made from.
+        before_commit
+            Called after the files are written and before the transaction; raise to abort.
+        expand_cache
+            Dimension-record cache kept between calls, for writers of many datasets.
+
+        Returns
+        -------
+        refs
+            The registered refs, data IDs expanded.
+
+        Raises
+        ------
+        ConflictError
+            One of the ids or (type, data ID) pairs is already registered in ``run``; nothing
+            is written.
+        """
+        cache = {} if expand_cache is None else expand_cache
+        input_ids = [getattr(i, "id", i) for i in inputs]
+        prov = self._provenance_row(provenance)
+        already = self.registry.file_records([ref.id for ref, _ in items])
+        if already:
             raise ConflictError(
-                f"run {run!r} already holds {dataset_type} {key}; remove it first or use another run"
+                f"dataset id {already[0].dataset_id} is already registered (file {already[0].path}); "
+                f"nothing was written"
             )
-        ref = DatasetRef(uuid.uuid4(), dt.name, expanded, run)
-        path = self.file_path(dt, expanded, run, ref.id)
-        size, checksum = self.datastore.write(obj, sc, path)
-        new = NewDataset(
-            ref,
-            key,
-            FileRecord(ref.id, path, size, checksum, sc.name, sc.format),
-            self._provenance_row(provenance),
-            [getattr(i, "id", i) for i in inputs],
-        )
+        new: list[NewDataset] = []
+        written: list[str] = []
         try:
-            self.registry.insert_datasets(run, [new])
+            for ref, obj in items:
+                dt = self.registry.get_dataset_type(ref.dataset_type)
+                sc = get_storage_class(dt.storage_class)
+                expanded = self.registry.expand_data_id(dt, ref.data_id, cache)
+                key = data_key(dt.dimensions, expanded)
+                if self.registry.query_datasets(
+                    dt.name, run, data_id={d: expanded[d] for d in dt.dimensions}, find_first=False
+                ):
+                    raise ConflictError(
+                        f"run {run!r} already holds {dt.name} {key}; remove it first or use another run"
+                    )
+                path = self.file_path(dt, expanded, run, ref.id)
+                if self.datastore.exists(path):
+                    _log.info("replacing %s left by an interrupted attempt", path)
+                    self.datastore.remove(path)
+                size, checksum = self.datastore.write(obj, sc, path)
+                written.append(path)
+                final = DatasetRef(ref.id, dt.name, expanded, run)
+                record = FileRecord(ref.id, path, size, checksum, sc.name, sc.format)
+                new.append(NewDataset(final, key, record, prov, input_ids))
+            if before_commit is not None:
+                before_commit()
+            self.registry.insert_datasets(run, new)
         except BaseException:
-            self.datastore.remove(path)
+            for path in written:
+                self.datastore.remove(path)
             raise
-        return ref
+        return [n.ref for n in new]
 
     @staticmethod
     def _provenance_row(provenance: dict[str, Any] | None) -> dict[str, Any]:
@@ -326,6 +387,33 @@ class Repository:
     def query_dimension_records(self, element: str, **kwargs: Any) -> list[dict[str, Any]]:
         """See `Registry.query_dimension_records`."""
         return self.registry.query_dimension_records(element, **kwargs)
+
+    # -- definitions and collections (read) ---------------------------------------------------
+    def get_dataset(self, dataset_id: uuid.UUID) -> DatasetRef | None:
+        """The dataset with this id, or None."""
+        return self.registry.get_dataset(dataset_id)
+
+    def get_dataset_type(self, name: str) -> DatasetType:
+        """A registered dataset type (raises `DatasetNotFoundError`-like errors naming it)."""
+        return self.registry.get_dataset_type(name)
+
+    def list_dataset_types(self) -> list[DatasetType]:
+        """Every registered dataset type."""
+        return self.registry.list_dataset_types()
+
+    def list_collections(
+        self, pattern: str | None = None, types: Iterable[str | CollectionType] | None = None
+    ) -> list[tuple[str, CollectionType]]:
+        """Collections as ``(name, type)``, sorted by name, filtered by a glob and types."""
+        return self.registry.list_collections(pattern, types)
+
+    def collection_type(self, name: str) -> CollectionType:
+        """The type of collection ``name`` (raises `CollectionError` when it does not exist)."""
+        return self.registry.collection_type(name)
+
+    def get_chain(self, name: str) -> list[str]:
+        """The children of CHAINED collection ``name``, in search order."""
+        return self.registry.get_chain(name)
 
     # -- collections and calibrations ----------------------------------------------------------
     def set_chain(self, parent: str, children: Sequence[str]) -> None:
