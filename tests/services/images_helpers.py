@@ -6,7 +6,8 @@ Instrument ``ImgCam`` (one detector), visits 1-3 in band r (visit 3 in an unknow
   ``ImgCam/runs/public``; visit 1 centred on (150.0, 2.0), visit 2 on (150.1, 2.0);
 - ``calexp`` of visit 3 in the embargoed run ``ImgCam/runs/embargo``, centred on (150.0, 2.0)
   like visit 1, so every sky query that finds visit 1 would find it too;
-- ``difference_image`` of visit 1 (public), made from the visit-1 calexp (provenance input).
+- ``difference_image`` of visit 1 (public), made from the visit-1 calexp and (as a template)
+  the embargoed visit-3 calexp: its provenance must not reveal that input to outsiders.
 
 Pixel values are ``x + 1000 y`` in parent coordinates, so a cutout's pixels say where they came
 from.  `add_decam_raws` adds two real DECam raws (TPV WCS) from ``../shared/data``.
@@ -78,7 +79,7 @@ def build_image_repo(root: Path) -> tuple[Repository, dict[str, object]]:
                                       {"instrument": "ImgCam", "visit": v, "detector": 0}, run=run)
     refs["diff1"] = repo.put(make_exposure(1), "difference_image",
                              {"instrument": "ImgCam", "visit": 1, "detector": 0}, run=PUBLIC_RUN,
-                             provenance={"task": "diffim"}, inputs=[refs["calexp1"]])
+                             provenance={"task": "diffim"}, inputs=[refs["calexp1"], refs["calexp3"]])
     return repo, refs
 
 

@@ -138,3 +138,32 @@ def test_raw_rows_from_real_decam_files(tmp_path: Path, shared_data: Path) -> No
     region = stcs_to_region(row["s_region"])
     assert region.contains(float(ra), float(dec))
     repo.close()
+
+
+def test_raw_without_wcs_uses_the_exposure_region(tmp_path: Path, shared_data: Path) -> None:
+    """CAHA CAFOS raws carry a pointing but no WCS: the row takes the exposure's region."""
+    from pachon.repo import Repository
+    from pachon.repo.registry.records import region_from_text
+
+    repo = Repository.create(tmp_path / "repo")
+    path = shared_data / "isr" / "caha-cafos-ngc2420" / "science_NGC2420_V_uamA_0029.fits"
+    report = repo.ingest_raws([path], transfer="symlink")
+    assert not report.failed, report.failed
+    (row,) = build_obscore(repo).to_pylist()
+    (exposure,) = repo.query_dimension_records("exposure")
+    circle = region_from_text(exposure["region"])
+    assert row["s_region"].startswith("CIRCLE ICRS ")
+    assert row["s_ra"] == pytest.approx(exposure["tracking_ra"], abs=1e-9)
+    assert row["s_dec"] == pytest.approx(exposure["tracking_dec"], abs=1e-9)
+    assert row["s_fov"] == pytest.approx(2 * circle.radius, rel=1e-9)
+    assert row["s_resolution"] is None and row["lsst_band"] == "V" and row["em_min"] is None
+    assert (row["s_xel1"], row["s_xel2"]) == (1024, 1024)
+    repo.close()
+
+
+def test_missing_file_is_left_out_not_fatal(tmp_path: Path) -> None:
+    repo, refs = build_image_repo(tmp_path / "repo")
+    Path(repo.datastore.full_path(repo.file_record(refs["calexp2"]).path)).unlink()
+    rows = _rows(build_obscore(repo))
+    assert dataset_did(refs["calexp2"].id) not in rows and len(rows) == 3
+    repo.close()

@@ -62,6 +62,19 @@ def test_polygon_cutout_clipped_at_the_edge(image_repo) -> None:
     assert (box.x0, box.y0, box.x1, box.y1) == (180, 0, 200, 11)
 
 
+def test_whole_image_and_single_pixel(image_repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo, refs = image_repo
+    asked = []
+    real_get = repo.get
+    monkeypatch.setattr(repo, "get", lambda ref, **kw: asked.append(kw) or real_get(ref, **kw))
+    _, box = cutout_fits(repo, refs["calexp1"], Circle(150.0, 2.0, 1.0))
+    assert (box.x0, box.y0, box.width, box.height) == (0, 0, 200, 150)
+    ra, dec = make_exposure(1).wcs.all_pix2world(17.2, 33.9, 0)
+    data, box = cutout_fits(repo, refs["calexp1"], Circle(float(ra), float(dec), 0.01 / 3600))
+    assert (box.x0, box.y0, box.width, box.height) == (17, 34, 1, 1)
+    assert [kw["parameters"]["bbox"] for kw in asked][-1] == box  # only the box is read
+
+
 def test_region_outside_the_image(image_repo) -> None:
     repo, refs = image_repo
     with pytest.raises(NoOverlapError, match="does not overlap"):
@@ -124,6 +137,7 @@ def test_sync_cutout_and_errors(client, app, service_tokens) -> None:
     # POS and POST work as well
     r = client.post("/soda/sync", data={"ID": did, "POS": f"CIRCLE {ra} {dec} {2 / 3600}"})
     assert r.status_code == 200 and len(r.content) > 2880
+    (catalog,) = app.state.context.repo.query_datasets("source", "Cam/runs/public")
     bad = [
         ({"CIRCLE": f"{ra} {dec} 0.001"}, 400, "UsageError: give exactly one ID"),
         ({"ID": did}, 400, "UsageError: give exactly one of CIRCLE"),
@@ -132,6 +146,7 @@ def test_sync_cutout_and_errors(client, app, service_tokens) -> None:
         ({"ID": did, "CIRCLE": "10 10 0.01"}, 400, "NoOverlap:"),
         ({"ID": str(uuid.uuid4()), "CIRCLE": "10 10 0.01"}, 404, "NotFoundFault:"),
         ({"ID": "../../../etc/passwd", "CIRCLE": "10 10 0.01"}, 404, "NotFoundFault:"),
+        ({"ID": str(catalog.id), "CIRCLE": f"{ra} {dec} 0.001"}, 404, "NotFoundFault:"),  # not an image
     ]
     for params, status, start in bad:
         r = client.get("/soda/sync", params=params)

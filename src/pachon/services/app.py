@@ -89,6 +89,11 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()]
         return _error_response(400, "invalid request: " + "; ".join(parts))
 
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> Response:
+        _log.exception("unexpected error serving %s", _request.url.path)
+        return _error_response(500, f"internal error ({type(exc).__name__}); the service log has details")
+
     @app.exception_handler(PachonError)
     async def _pachon_error(_request: Request, exc: PachonError) -> Response:
         return _error_response(400, str(exc))

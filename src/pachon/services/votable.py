@@ -73,7 +73,7 @@ def _column_to_numpy(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | Non
     mask = col.is_null().to_numpy(zero_copy_only=False) if col.null_count else None
     ascii_only = False
     if pa.types.is_string(typ) or pa.types.is_large_string(typ):
-        values = np.array(col.fill_null("").to_pylist(), dtype=object)
+        values = np.array(col.fill_null("").to_pylist(), dtype=object if len(col) else "U1")
         ascii_only = len(col) == 0 or bool(pc.all(pc.string_is_ascii(col.fill_null(""))).as_py())
     elif pa.types.is_boolean(typ):
         values = col.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
@@ -110,7 +110,7 @@ def arrow_to_votable(
         The TABLE's name attribute.
     """
     from astropy.io.votable.tree import Info, Resource, VOTableFile
-    from astropy.table import MaskedColumn, Table
+    from astropy.table import Column, MaskedColumn, Table
 
     at = Table(masked=True)
     xtypes: dict[str, str] = {}
@@ -119,7 +119,10 @@ def arrow_to_votable(
         values, mask, xtype, ascii_only = _column_to_numpy(col)
         if ascii_only:
             ascii_columns.add(name)
-        at[name] = MaskedColumn(values, mask=mask if mask is not None else np.zeros(len(values), bool))
+        if values.dtype.kind in "OU":  # strings: a null is the empty string in VOTable
+            at[name] = Column(values)
+        else:
+            at[name] = MaskedColumn(values, mask=mask if mask is not None else np.zeros(len(values), bool))
         if xtype:
             xtypes[name] = xtype
     with warnings.catch_warnings():
@@ -144,8 +147,14 @@ def arrow_to_votable(
                 field_.description = meta["description"]
             if field_.name in xtypes:
                 field_.xtype = xtypes[field_.name]
+            elif meta.get("xtype"):
+                field_.xtype = meta["xtype"]
+            if field_.datatype in ("char", "unicodeChar"):
+                field_.arraysize = "*"
             if field_.name in ascii_columns:
                 field_.datatype = "char"
+            if field_.datatype == "bit":
+                field_.datatype = "boolean"
         buf = io.BytesIO()
         vot.to_xml(buf, tabledata_format="binary2")
     data = buf.getvalue()

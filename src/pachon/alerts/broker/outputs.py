@@ -4,8 +4,8 @@ Under the output folder::
 
     alerts/<batch>.<survey>.avro   matching packets, Avro container files with the writer
                                    schema embedded (Rubin packets use their schema version)
-    summary.parquet                one row per matching alert (ids, position, time, band,
-                                   magnitude, S/N, features, cross-match, lag)
+    summary.parquet                one row per matching alert (later runs: summary.N.parquet):
+                                   ids, position, time, band, magnitude, S/N, features, cross-match, lag)
     quarantine/NNNNNN.bin          bytes of each bad input, and quarantine/reasons.jsonl
 """
 
@@ -67,10 +67,40 @@ class AlertWriter:
             self._counts[stem] += 1
             suffix = "" if self._counts[stem] == 1 else f".{self._counts[stem] - 1}"
             path = self.dir / f"{stem}{suffix}.avro"
-            with open(path, "wb") as handle:
-                fastavro.writer(handle, self._schema(group[0]), [p.alert for p in group], codec="null")
+            with open(path, "w+b") as handle:
+                if all(p.raw is not None and p.raw[:1] == b"\x00" for p in group):
+                    _write_raw_block(handle, self._schema(group[0]), [p.raw[5:] for p in group])
+                else:
+                    fastavro.writer(handle, self._schema(group[0]), [p.alert for p in group], codec="null")
             written.append(path)
         return written
+
+
+def _zigzag(value: int) -> bytes:
+    value = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _write_raw_block(handle: Any, schema: Any, bodies: list[bytes]) -> None:
+    """Write a container file from already-encoded record bodies (no decode/re-encode).
+
+    fastavro writes the header (schema, codec ``null``, sync marker); the records follow as one
+    block: count, byte size, the concatenated bodies, the sync marker (Avro 1.x spec).
+    """
+    import fastavro
+
+    fastavro.writer(handle, schema, [], codec="null")
+    handle.flush()
+    handle.seek(0)
+    sync = handle.read()[-16:]
+    handle.seek(0, 2)
+    data = b"".join(bodies)
+    handle.write(_zigzag(len(bodies)) + _zigzag(len(data)) + data + sync)
 
 
 class SummaryWriter:
@@ -81,6 +111,10 @@ class SummaryWriter:
 
         self.path = Path(out_dir) / "summary.parquet"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        run = 0
+        while self.path.exists():  # a restarted live broker keeps the earlier runs' tables
+            run += 1
+            self.path = Path(out_dir) / f"summary.{run}.parquet"
         types = {"alertId": pa.int64(), "objectId": pa.string(), "survey": pa.string(),
                  "batch": pa.string(), "band": pa.string(), "xmatch_id": pa.string(), "ndet": pa.int64()}
         self.schema = pa.schema([(c, types.get(c, pa.float64())) for c in SUMMARY_COLUMNS])

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from pachon.services.images.obscore import build_obscore, with_base_url
+from pachon.services.images.obscore import build_obscore
 from pachon.services.images.regions import stcs_to_region
 
-__all__ = ["ObscoreIndex", "with_base_url"]  # with_base_url re-exported for the handlers
+__all__ = ["ObscoreIndex"]
 
 _log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from pachon.core.errors import ConfigError, FormatError
+from pachon.core.errors import ConfigError, DatasetNotFoundError, FormatError
 from pachon.core.progress import progress
 from pachon.services.images.regions import region_to_stcs, wcs_footprint
 
@@ -245,7 +245,8 @@ def build_obscore(
     Returns
     -------
     pyarrow.Table
-        Schema `obscore_schema`, one row per dataset, sorted by type, run and data ID.
+        Schema `obscore_schema`, one row per dataset, grouped by dataset type and sorted by
+        data ID within a type.
     """
     import pyarrow as pa
 
@@ -267,7 +268,11 @@ def build_obscore(
         if rec is None:
             continue
         if ref.id not in cache:
-            local, temporary = repo.datastore.local_copy(rec.path)
+            try:
+                local, temporary = repo.datastore.local_copy(rec.path)
+            except DatasetNotFoundError as exc:  # not cached: the file may come back
+                _log.warning("%s; %s left out of ObsCore", exc, ref)
+                continue
             try:
                 info = _file_info(local, dt.storage_class, rec.path)
             finally:
@@ -326,7 +331,8 @@ def _row(
     band = did.get("band") or info.band
     em = BAND_EDGES_M.get(band or "", (None, None))
     t_min, t_max = _mjd(obs.get("datetime_begin")), _mjd(obs.get("datetime_end"))
-    exptime = obs.get("exposure_time", info.exposure_time)
+    exptime = obs.get("exposure_time")
+    exptime = info.exposure_time if exptime is None else exptime
     if t_min is None and info.mjd_mid is not None:
         half = (info.exposure_time or 0.0) / 2.0 / 86400.0
         t_min, t_max = info.mjd_mid - half, info.mjd_mid + half

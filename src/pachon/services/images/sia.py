@@ -45,19 +45,6 @@ def run_query(context: Any, user: Any, params: dict[str, list[str]], base_url: s
     return with_base_url(result, base_url), overflow
 
 
-def _votable_safe(table: Any) -> Any:
-    """Work around `arrow_to_votable` failing on an all-null string column (astropy cannot
-    infer its type): such a column is sent as empty strings, which VOTable char cells show the
-    same way.  Remove once the shared writer handles it."""
-    import pyarrow as pa
-
-    for i, f in enumerate(table.schema):
-        col = table.column(i)
-        if pa.types.is_string(f.type) and len(col) and col.null_count == len(col):
-            table = table.set_column(i, f, col.fill_null(""))
-    return table
-
-
 def router(context: Any) -> APIRouter:
     """The ``/sia`` endpoints of the application serving ``context``."""
     api = APIRouter(prefix="/sia", tags=["SIAv2"])
@@ -71,7 +58,7 @@ def router(context: Any) -> APIRouter:
             run_query, context, user, params, context.base_url(request)
         )
         body = await run_in_threadpool(
-            arrow_to_votable, _votable_safe(table), overflow=overflow, table_name="results"
+            arrow_to_votable, table, overflow=overflow, table_name="results"
         )
         return Response(body, media_type=VOTABLE_MEDIA_TYPE)
 

@@ -133,7 +133,7 @@ _PROVENANCE_DOC = {
     "data_id": ("meta.id", "Data ID (dimension=value pairs)"),
     "storage_class": ("meta.code", "Storage class"),
     "path": ("meta.ref.uri", "File path relative to the datastore root"),
-    "size": ("phys.size", "File size (bytes)"),
+    "file_size": ("phys.size", "File size (bytes)"),
     "checksum": ("meta.code", "File checksum"),
     "task": ("meta.code", "Task that made the dataset"),
     "quantum_id": ("meta.id", "Quantum that made the dataset"),
@@ -153,7 +153,7 @@ def load_provenance(conn: Any, repo: Any) -> list[ServedTable]:
                                                       "provenance", "dataset_input"))
     query = (
         sa.select(ds.c.id, dtype.c.name.label("dataset_type"), coll.c.name.label("run"), ds.c.data_key,
-                  dtype.c.storage_class, fil.c.path, fil.c.size, fil.c.checksum, prov.c.task,
+                  dtype.c.storage_class, fil.c.path, fil.c.size.label("file_size"), fil.c.checksum, prov.c.task,
                   prov.c.quantum_id, prov.c.config_hash, prov.c.software_version, prov.c.created_ns)
         .join(dtype, dtype.c.id == ds.c.dataset_type_id).join(coll, coll.c.id == ds.c.run_id)
         .outerjoin(fil, fil.c.dataset_id == ds.c.id).outerjoin(prov, prov.c.dataset_id == ds.c.id)
@@ -163,7 +163,7 @@ def load_provenance(conn: Any, repo: Any) -> list[ServedTable]:
     with repo.registry.db.reading() as c:
         rows = c.execute(query).all()
         input_rows = c.execute(inputs_q).all()
-    names = ["dataset_id", "dataset_type", "run", "data_id", "storage_class", "path", "size", "checksum",
+    names = ["dataset_id", "dataset_type", "run", "data_id", "storage_class", "path", "file_size", "checksum",
              "task", "quantum_id", "config_hash", "software_version", "created_ns"]
     cols = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
     types = [pa.string()] * 6 + [pa.int64()] + [pa.string()] * 5 + [pa.int64()]
@@ -183,6 +183,6 @@ def load_provenance(conn: Any, repo: Any) -> list[ServedTable]:
         conn.execute(f'CREATE TABLE "pachon"."{name}" AS SELECT * FROM pachon_tmp')
         conn.unregister("pachon_tmp")
         meta = {k: {"ucd": u, "description": d, "principal": 1} for k, (u, d) in _PROVENANCE_DOC.items()}
-        meta.get("size", {})["unit"] = "byte"
+        meta["file_size"]["unit"] = "byte"
         served.append(ServedTable("pachon", name, doc, _describe(conn, f'"pachon"."{name}"', meta, None)))
     return served

@@ -39,7 +39,7 @@ __all__ = ["CatalogDatabase", "ServedTable", "ServedColumn", "RUN_COLUMN", "rubi
 _log = logging.getLogger(__name__)
 
 RUN_COLUMN = "_pachon_run"
-_FORMAT_VERSION = "3"
+_FORMAT_VERSION = "4"
 _POSITION_COLUMNS = (("coord_ra", "coord_dec"), ("ra", "dec"), ("s_ra", "s_dec"))
 
 
@@ -113,6 +113,7 @@ class CatalogDatabase:
         self.path = Path(data_dir) / "catalog.duckdb"
         self.threads = threads or max(1, min(4, os.cpu_count() or 1))
         self.tables: dict[str, ServedTable] = {}
+        self.keys: list[tuple[str, str, str, str]] = []
         self._lock = threading.Lock()
         self._conn: Any = None
         self.refresh()
@@ -214,6 +215,9 @@ class CatalogDatabase:
             },
         )
         self.tables = {t.qualified.lower(): t for t in read_served_tables(self._conn)}
+        self.keys = self._conn.execute(
+            'SELECT k.from_table, k.target_table, c.from_column, c.target_column FROM "TAP_SCHEMA"."keys" k '
+            'JOIN "TAP_SCHEMA"."key_columns" c USING (key_id) ORDER BY k.key_id').fetchall()
         _log.info("TAP serves %d tables: %s", len(self.tables), ", ".join(sorted(self.tables)))
 
     # -- querying --------------------------------------------------------------------------------

@@ -134,14 +134,15 @@ class JobManager:
         for name, data in files.items():
             safe = "".join(ch for ch in name if ch.isalnum() or ch in "_-")[:64] or "part"
             (folder / f"upload_{safe}").write_bytes(data)
-        clean = {k: v for k, v in params.items() if k.upper() not in ("PHASE",)}
+        clean = {k.upper(): v for k, v in params.items() if k.upper() not in ("PHASE", "RUNID")}
+        run_id = next((v for k, v in params.items() if k.upper() == "RUNID"), None)
         now = time.time()
         duration = int(self.settings.async_timeout_s)
         self._exec(
             f"INSERT INTO job ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
             (job_id, user.name, " ".join(sorted(user.groups)), " ".join(sorted(user.scopes)),
              int(user.anonymous), "PENDING", json.dumps(clean), now, None, None, duration,
-             now + self.settings.async_destruction_days * 86400, None, None, None, None, params.get("RUNID")),
+             now + self.settings.async_destruction_days * 86400, None, None, None, None, run_id),
         )
         return self.get(job_id, user)
 
@@ -167,8 +168,10 @@ class JobManager:
         """Add or replace parameters of a PENDING job."""
         if job.phase != "PENDING":
             raise QueryError(f"job {job.id} is {job.phase}; parameters can change only while PENDING")
-        merged = {**job.parameters, **{k: v for k, v in params.items() if k.upper() != "PHASE"}}
-        self._exec("UPDATE job SET params = ? WHERE id = ?", (json.dumps(merged), job.id))
+        merged = {**job.parameters,
+                  **{k.upper(): v for k, v in params.items() if k.upper() not in ("PHASE", "RUNID")}}
+        run_id = next((v for k, v in params.items() if k.upper() == "RUNID"), job.run_id)
+        self._exec("UPDATE job SET params = ?, run_id = ? WHERE id = ?", (json.dumps(merged), run_id, job.id))
 
     def set_duration(self, job: Job, seconds: int) -> None:
         """Change the execution duration (capped at the service's limit) of a PENDING job."""

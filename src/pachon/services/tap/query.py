@@ -89,7 +89,12 @@ def read_upload(data: bytes, name: str) -> pa.Table:
             continue  # array-valued cells are not queryable in ADQL
         arrays.append(pa.array(raw, mask=None if mask is None or not mask.any() else mask))
         names.append(col.name)
-    return pa.table(arrays, names=names)
+    fields = []
+    for name, arr in zip(names, arrays, strict=True):
+        meta = {k: str(v) for k in ("xtype", "unit", "ucd") if (v := table[name].meta.get(k) or
+                                                               getattr(table[name], k, None))}
+        fields.append(pa.field(name, arr.type, metadata=meta or None))
+    return pa.table(arrays, schema=pa.schema(fields))
 
 
 def parse_params(params: Mapping[str, Any], files: Mapping[str, bytes], max_rows: int,
@@ -130,13 +135,34 @@ def parse_params(params: Mapping[str, Any], files: Mapping[str, bytes], max_rows
         name, source = name.strip(), source.strip()
         if not _UPLOAD_NAME.match(name):
             raise QueryError(f"UPLOAD table name {name!r} is not a valid ADQL identifier")
+        if source.startswith(("http://", "https://")):
+            uploads[name.lower()] = read_upload(_fetch(source, name), name)
+            continue
         if not source.startswith("param:"):
-            raise QueryError(f"UPLOAD {name}: only inline uploads (name,param:part) are accepted, not {source!r}")
+            raise QueryError(f"UPLOAD {name}: use name,param:part or name,http(s)://..., not {source!r}")
         part = source[len("param:"):]
         if part not in files:
             raise QueryError(f"UPLOAD {name}: no multipart part named {part!r} in the request")
         uploads[name.lower()] = read_upload(files[part], name)
     return QueryParams(str(query), fmt[0], maxrec, uploads)
+
+
+def _fetch(url: str, name: str) -> bytes:
+    """Download an UPLOAD table given by URL (size- and time-limited)."""
+    import httpx
+
+    try:
+        with httpx.stream("GET", url, timeout=10.0, follow_redirects=True) as r:
+            r.raise_for_status()
+            chunks, size = [], 0
+            for chunk in r.iter_bytes():
+                size += len(chunk)
+                if size > MAX_UPLOAD_BYTES:
+                    raise QueryError(f"UPLOAD {name}: {url} is larger than {MAX_UPLOAD_BYTES} bytes")
+                chunks.append(chunk)
+    except httpx.HTTPError as exc:
+        raise QueryError(f"UPLOAD {name}: cannot read {url}: {exc}") from None
+    return b"".join(chunks)
 
 
 @dataclass
@@ -186,8 +212,12 @@ def run_query(context: Any, user: User, params: QueryParams, *, timeout_s: float
     overflow = params.maxrec is not None and (table.num_rows > params.maxrec or params.maxrec == 0)
     if params.maxrec is not None and table.num_rows > params.maxrec:
         table = table.slice(0, params.maxrec)
-    meta = {name: {"unit": c.unit, "ucd": c.ucd, "utype": c.utype, "description": c.description}
-            for name, c in tr.column_meta().items()}
+    meta = {name: {"unit": c.unit, "ucd": c.ucd, "utype": c.utype, "description": c.description,
+                   "xtype": c.xtype} for name, c in tr.column_meta().items()}
+    for up in params.uploads.values():
+        for f in up.schema:
+            if f.metadata and f.name not in meta:
+                meta[f.name] = {k.decode(): v.decode() for k, v in f.metadata.items()}
     return QueryResult(table, overflow, meta, tr.sql)
 
 

@@ -27,12 +27,12 @@ async def request_params(request: Request) -> tuple[dict[str, str], dict[str, by
     for key, value in request.query_params.multi_items():
         params.setdefault(key, value)
     if request.method == "POST":
-        form = await request.form(max_part_size=MAX_UPLOAD_BYTES)
-        for key, value in form.multi_items():
-            if hasattr(value, "read"):
-                files[key] = await value.read()
-            else:
-                params.setdefault(key, str(value))
+        async with request.form(max_part_size=MAX_UPLOAD_BYTES) as form:
+            for key, value in form.multi_items():
+                if hasattr(value, "read"):
+                    files[key] = await value.read()
+                else:
+                    params.setdefault(key, str(value))
     return params, files
 
 
@@ -78,14 +78,14 @@ def tap_router(context: ServiceContext) -> APIRouter:
 
     @api.get("/tables")
     def tables(detail: str | None = None) -> Response:
-        return Response(tables_xml(context.catalogs.tables.values()), media_type=_XML)
+        return Response(tables_xml(context.catalogs.tables.values(), keys=context.catalogs.keys), media_type=_XML)
 
     @api.get("/tables/{name}")
     def table(name: str) -> Response:
         served = context.catalogs.tables.get(name.lower())
         if served is None:
             raise HTTPException(404, f"no table {name!r}; see {'/tap/tables'}")
-        return Response(tables_xml([served], single=True), media_type=_XML)
+        return Response(tables_xml([served], single=True, keys=context.catalogs.keys), media_type=_XML)
 
     @api.get("/examples")
     def examples(request: Request) -> Response:

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from pachon.services.tap.catalogs import ServedColumn, ServedTable
 
-__all__ = ["write_tap_schema", "read_served_tables", "TAP_SCHEMA_TABLES"]
+__all__ = ["write_tap_schema", "read_served_tables", "TAP_SCHEMA_TABLES", "adql_name"]
 
 _log = logging.getLogger(__name__)
 
@@ -88,10 +88,16 @@ def write_tap_schema(conn: Any, tables: list[ServedTable]) -> None:
         _append(data["tables"], schema_name=t.schema, table_name=t.qualified, table_type="table",
                 utype=t.utype, description=t.description or None, table_index=i)
         for j, c in enumerate(t.columns):
-            _append(data["columns"], table_name=t.qualified, column_name=c.name, utype=c.utype, ucd=c.ucd,
+            _append(data["columns"], table_name=t.qualified, column_name=adql_name(c.name), utype=c.utype,
+                    ucd=c.ucd,
                     unit=c.unit, description=c.description, datatype=c.datatype, arraysize=c.arraysize,
                     xtype=c.xtype, size=None, principal=int(c.principal), indexed=int(c.indexed),
                     std=int(c.std), column_index=j)
+    for i, (from_t, from_c, target_t, target_c) in enumerate(_KEYS + _extra_keys(tables)):
+        key_id = f"k{i}"
+        _append(data["keys"], key_id=key_id, from_table=from_t, target_table=target_t, utype=None,
+                description=f"{from_t}.{from_c} refers to {target_t}.{target_c}")
+        _append(data["key_columns"], key_id=key_id, from_column=from_c, target_column=target_c)
     conn.execute('CREATE SCHEMA IF NOT EXISTS "TAP_SCHEMA"')
     for name, cols in TAP_SCHEMA_TABLES.items():
         arrow = pa.table({c: pa.array(data[name][c], pa.string() if dt == "char" else pa.int32())
@@ -108,6 +114,36 @@ def write_tap_schema(conn: Any, tables: list[ServedTable]) -> None:
     conn.register("pachon_tmp", served)
     conn.execute("CREATE TABLE pachon.served AS SELECT * FROM pachon_tmp")
     conn.unregister("pachon_tmp")
+
+
+#: ADQL reserved words that are also column names here: TAP_SCHEMA lists them delimited.
+_RESERVED = {"size", "date", "time", "timestamp", "value", "user", "first", "last", "level", "position",
+             "zone", "section", "count", "min", "max", "sum", "avg", "top", "order", "group", "select", "from",
+             "where", "distance", "area", "point", "circle", "box", "polygon", "region", "contains", "intersects",
+             "lower", "upper", "mod", "power", "round", "truncate", "exp", "log", "degrees", "radians",
+             "sign"}
+
+
+def adql_name(name: str) -> str:
+    """A column name as written in ADQL: delimited when it is a reserved word or not a plain name."""
+    plain = name.replace("_", "a").isalnum() and name[:1].isalpha() and name.isascii()
+    return f'"{name}"' if name.lower() in _RESERVED or not plain else name
+
+
+_KEYS = [
+    ("TAP_SCHEMA.tables", "schema_name", "TAP_SCHEMA.schemas", "schema_name"),
+    ("TAP_SCHEMA.columns", "table_name", "TAP_SCHEMA.tables", "table_name"),
+    ("TAP_SCHEMA.keys", "from_table", "TAP_SCHEMA.tables", "table_name"),
+    ("TAP_SCHEMA.keys", "target_table", "TAP_SCHEMA.tables", "table_name"),
+    ("TAP_SCHEMA.key_columns", "key_id", "TAP_SCHEMA.keys", "key_id"),
+]
+
+
+def _extra_keys(tables: list[ServedTable]) -> list[tuple[str, str, str, str]]:
+    names = {t.qualified for t in tables}
+    if {"pachon.provenance", "pachon.provenance_input"} <= names:
+        return [("pachon.provenance_input", "dataset_id", "pachon.provenance", "dataset_id")]
+    return []
 
 
 def _append(target: dict[str, list], **values: Any) -> None:
@@ -129,7 +165,7 @@ def read_served_tables(conn: Any) -> list[ServedTable]:
     by_table: dict[str, list[ServedColumn]] = {}
     for row in cols:
         by_table.setdefault(row[0], []).append(ServedColumn(
-            row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], bool(row[9]), bool(row[10]),
+            row[1].strip('"'), row[2], row[3], row[4], row[5], row[6], row[7], row[8], bool(row[9]), bool(row[10]),
             bool(row[11])))
     return [
         ServedTable(schema, name, desc or "", tuple(by_table.get(f"{schema}.{name}", ())), bool(rf),

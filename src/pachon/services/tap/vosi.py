@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from xml.sax.saxutils import escape, quoteattr
 
 from pachon.services.tap.catalogs import ServedTable
+from pachon.services.tap.tap_schema import adql_name
 
 __all__ = ["availability_xml", "capabilities_xml", "tables_xml", "examples_html", "EXAMPLES"]
 
@@ -77,6 +78,7 @@ def capabilities_xml(base: str, max_rows: int, default_maxrec: int, upload_limit
         "    </language>\n"
         f"{formats}"
         '    <uploadMethod ivo-id="ivo://ivoa.net/std/TAPRegExt#upload-inline"/>\n'
+        '    <uploadMethod ivo-id="ivo://ivoa.net/std/TAPRegExt#upload-http"/>\n'
         f'    <retentionPeriod><default>604800</default></retentionPeriod>\n'
         f'    <outputLimit><default unit="row">{default_maxrec}</default>'
         f'<hard unit="row">{max_rows}</hard></outputLimit>\n'
@@ -92,7 +94,7 @@ def capabilities_xml(base: str, max_rows: int, default_maxrec: int, upload_limit
 
 
 def _column_xml(c: object) -> str:
-    parts = [f"<name>{escape(c.name)}</name>"]
+    parts = [f"<name>{escape(adql_name(c.name))}</name>"]
     if c.description:
         parts.append(f"<description>{escape(c.description)}</description>")
     if c.unit:
@@ -109,33 +111,40 @@ def _column_xml(c: object) -> str:
     return "<column>" + "".join(parts) + "</column>"
 
 
-def table_xml(t: ServedTable, detail: bool = True) -> str:
-    """One ``<table>`` element."""
+def table_xml(t: ServedTable, detail: bool = True, keys: Iterable[tuple[str, str, str, str]] = ()) -> str:
+    """One ``<table>`` element (with the foreign keys among ``keys`` starting from it)."""
     head = f"<table type=\"table\"><name>{escape(t.qualified)}</name>"
     if t.description:
         head += f"<description>{escape(t.description)}</description>"
     if t.utype:
         head += f"<utype>{escape(t.utype)}</utype>"
     cols = "".join(_column_xml(c) for c in t.columns) if detail else ""
-    return head + cols + "</table>"
+    fks = "".join(
+        f"<foreignKey><targetTable>{escape(target)}</targetTable><fkColumn><fromColumn>{escape(fc)}"
+        f"</fromColumn><targetColumn>{escape(tc)}</targetColumn></fkColumn></foreignKey>"
+        for source, target, fc, tc in keys if source == t.qualified
+    ) if detail else ""
+    return head + cols + fks + "</table>"
 
 
-def tables_xml(tables: Iterable[ServedTable], *, single: bool = False) -> str:
+def tables_xml(tables: Iterable[ServedTable], *, single: bool = False,
+               keys: Iterable[tuple[str, str, str, str]] = ()) -> str:
     """VOSI tableset (or one table, ``single``) document."""
-    ns = f'xmlns:vs="http://www.ivoa.net/xml/VODataService/v1.1" {_XSI}'
+    ns = (f'xmlns:vosi="http://www.ivoa.net/xml/VOSITables/v1.0" '
+          f'xmlns:vs="http://www.ivoa.net/xml/VODataService/v1.1" {_XSI}')
     tables = list(tables)
     if single:
-        body = table_xml(tables[0]).replace("<table ", f"<vs:table {ns} ", 1)
-        return '<?xml version="1.0" encoding="UTF-8"?>\n' + body[: -len("</table>")] + "</vs:table>\n"
+        body = table_xml(tables[0], keys=keys).replace("<table ", f"<vosi:table {ns} ", 1)
+        return '<?xml version="1.0" encoding="UTF-8"?>\n' + body[: -len("</table>")] + "</vosi:table>\n"
     schemas: dict[str, list[ServedTable]] = {}
     for t in tables:
         schemas.setdefault(t.schema, []).append(t)
-    out = ['<?xml version="1.0" encoding="UTF-8"?>\n', f"<vs:tableset {ns}>\n"]
+    out = ['<?xml version="1.0" encoding="UTF-8"?>\n', f"<vosi:tableset {ns}>\n"]
     for schema, ts in schemas.items():
         out.append(f"<schema><name>{escape(schema)}</name>")
-        out.extend(table_xml(t) for t in ts)
+        out.extend(table_xml(t, keys=keys) for t in ts)
         out.append("</schema>\n")
-    out.append("</vs:tableset>\n")
+    out.append("</vosi:tableset>\n")
     return "".join(out)
 
 

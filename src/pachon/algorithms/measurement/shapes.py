@@ -1,0 +1,136 @@
+"""Centroids and adaptive second moments on stamp cubes, vectorized over sources.
+
+* :func:`windowed_centroid` iterates a Gaussian-windowed first moment (SExtractor's
+  ``XWIN``): ``x <- x + 2 sum(w I dx) / sum(w I)``, which converges to the centre of a
+  Gaussian-like profile with an error close to a PSF fit's.
+* :func:`adaptive_moments` iterates an elliptical Gaussian weight matched to the object's own
+  second moments (Bernstein & Jarvis 2002; GalSim's HSM ``FindAdaptiveMom``), all sources at
+  once.  The benchmark compares it with ``galsim.hsm`` (same answers, vectorized speed).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from pachon.algorithms.measurement.stamps import stamp_offsets
+
+__all__ = ["adaptive_moments", "windowed_centroid"]
+
+_log = logging.getLogger(__name__)
+
+
+def windowed_centroid(
+    cube: np.ndarray, sigma: float, *, n_iter: int = 15, valid: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gaussian-windowed centroids of stamp cubes.
+
+    Parameters
+    ----------
+    cube
+        ``(n, s, s)`` background-subtracted stamps centred on the sources' peak pixels.
+    sigma
+        Window width (pixels): the PSF's Gaussian sigma.
+    n_iter
+        Iterations (the shift converges geometrically).
+    valid
+        Pixels that may enter the sums (e.g. on the image and not masked).
+
+    Returns
+    -------
+    dx, dy
+        Offsets of the centroid from each stamp's central pixel.
+    ok
+        False where the windowed flux is not positive or the centroid left the stamp.
+    """
+    n, s, _ = cube.shape
+    half = s // 2
+    ox, oy = stamp_offsets(half)
+    data = cube if valid is None else np.where(valid, cube, 0.0)
+    dx = np.zeros(n)
+    dy = np.zeros(n)
+    inv2s2 = 0.5 / sigma**2
+    for _ in range(n_iter):
+        rx = ox[None] - dx[:, None, None]
+        ry = oy[None] - dy[:, None, None]
+        w = np.exp(-(rx * rx + ry * ry) * inv2s2) * data
+        norm = w.sum(axis=(1, 2))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sx = 2.0 * (w * rx).sum(axis=(1, 2)) / norm
+            sy = 2.0 * (w * ry).sum(axis=(1, 2)) / norm
+        good = np.isfinite(sx) & np.isfinite(sy) & (norm > 0)
+        dx = np.where(good, dx + np.clip(sx, -1, 1), dx)
+        dy = np.where(good, dy + np.clip(sy, -1, 1), dy)
+    ok = good & (np.abs(dx) < half - 1) & (np.abs(dy) < half - 1)
+    return dx, dy, ok
+
+
+def adaptive_moments(
+    cube: np.ndarray,
+    dx: np.ndarray,
+    dy: np.ndarray,
+    guess_sigma: float,
+    *,
+    n_iter: int = 30,
+    valid: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Adaptive second moments ``(ixx, iyy, ixy)`` (pixels²) of stamp cubes.
+
+    Parameters
+    ----------
+    cube
+        ``(n, s, s)`` stamps; ``dx, dy`` the centroids relative to the central pixels.
+    guess_sigma
+        Starting weight width (pixels), e.g. the PSF sigma.
+    n_iter
+        Iterations of the weight update.
+    valid
+        Pixels that may enter the sums.
+
+    Returns
+    -------
+    ixx, iyy, ixy
+        The moments of the best-matched elliptical Gaussian.
+    ok
+        False where the iteration diverged (non-positive flux or determinant, too large).
+    """
+    n, s, _ = cube.shape
+    half = s // 2
+    ox, oy = stamp_offsets(half)
+    data = cube if valid is None else np.where(valid, cube, 0.0)
+    rx = ox[None] - dx[:, None, None]
+    ry = oy[None] - dy[:, None, None]
+    mxx = np.full(n, guess_sigma**2)
+    myy = mxx.copy()
+    mxy = np.zeros(n)
+    ok = np.ones(n, bool)
+    limit = (half / 1.5) ** 2
+    for _ in range(n_iter):
+        det = mxx * myy - mxy**2
+        bad = ~(det > 0)
+        det = np.where(bad, 1.0, det)
+        a, b, c = myy / det, -mxy / det, mxx / det
+        w = np.exp(
+            -0.5 * (a[:, None, None] * rx**2 + 2 * b[:, None, None] * rx * ry + c[:, None, None] * ry**2)
+        )
+        wi = w * data
+        norm = wi.sum(axis=(1, 2))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            qxx = (wi * rx * rx).sum(axis=(1, 2)) / norm
+            qyy = (wi * ry * ry).sum(axis=(1, 2)) / norm
+            qxy = (wi * rx * ry).sum(axis=(1, 2)) / norm
+        # for a Gaussian of covariance M weighted by a Gaussian of covariance W:
+        # Q = (M^-1 + W^-1)^-1, so M = (Q^-1 - W^-1)^-1; iterate W <- M
+        qdet = qxx * qyy - qxy**2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ia, ib, ic = qyy / qdet - a, -qxy / qdet - b, qxx / qdet - c
+            mdet = ia * ic - ib * ib
+            nxx, nyy, nxy = ic / mdet, ia / mdet, -ib / mdet
+        step_ok = (norm > 0) & (qdet > 0) & (mdet > 0) & (nxx > 0) & (nyy > 0) & ~bad
+        ok &= step_ok
+        mxx = np.where(ok, np.minimum(nxx, limit), mxx)
+        myy = np.where(ok, np.minimum(nyy, limit), myy)
+        mxy = np.where(ok, nxy, mxy)
+    ok &= (mxx < limit) & (myy < limit)
+    return mxx, myy, mxy, ok

@@ -1,0 +1,165 @@
+"""Choosing PSF stars and fitting the pixel-basis model (:class:`PixelBasisPsf`).
+
+Star selection (:func:`select_psf_stars`) keeps bright, unblended, unflagged sources on the
+stellar locus: the densest, smallest cluster of ``ixx + iyy`` among bright sources.  The fit
+(:func:`fit_pixel_psf`) recentres every star's stamp on its centroid with a Fourier shift,
+normalizes it by its flux and solves, for all pixels at once, the weighted linear least-squares
+problem of a polynomial in position; stars with outlying residuals are rejected and the fluxes
+refitted against the model, a few times.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from pachon.algorithms.measurement.stamps import extract_stamps
+from pachon.algorithms.psf.pixel_psf import PixelBasisPsf, fourier_shift, poly_design
+from pachon.core.errors import PachonError
+
+__all__ = ["PsfFitError", "PsfFitResult", "fit_pixel_psf", "select_psf_stars"]
+
+_log = logging.getLogger(__name__)
+
+
+class PsfFitError(PachonError, RuntimeError):
+    """Too few usable stars to model the PSF (an image with no stars, or all saturated)."""
+
+
+def select_psf_stars(
+    snr: np.ndarray,
+    ixx: np.ndarray,
+    iyy: np.ndarray,
+    good: np.ndarray,
+    *,
+    min_snr: float = 50.0,
+    width: float = 0.15,
+) -> np.ndarray:
+    """Boolean selection of PSF stars.
+
+    Parameters
+    ----------
+    snr
+        Flux signal-to-noise of each source.
+    ixx, iyy
+        Adaptive second moments (pixels²).
+    good
+        Sources without blend, saturation, edge or cosmic-ray flags.
+    min_snr
+        Faintest usable star.
+    width
+        Half-width of the accepted band around the stellar locus, as a fraction of its size.
+    """
+    size = np.sqrt(np.abs(0.5 * (ixx + iyy)))
+    cand = good & (snr > min_snr) & np.isfinite(size) & (size > 0.3)
+    if cand.sum() < 3:
+        return cand
+    s = size[cand]
+    # the stellar locus: the smallest size with many neighbours (galaxies are larger, CRs smaller)
+    counts = (np.abs(s[:, None] - s[None, :]) < width * s[:, None]).sum(axis=1)
+    dense = counts >= 0.5 * counts.max()
+    locus = np.median(s[dense & (s <= np.median(s[dense]))]) if dense.any() else np.median(s)
+    locus = np.median(s[np.abs(s - locus) < width * locus])
+    return cand & (np.abs(size - locus) < width * locus)
+
+
+@dataclass
+class PsfFitResult:
+    """The fitted model and the bookkeeping of which stars it used."""
+
+    psf: PixelBasisPsf
+    used: np.ndarray
+    flux: np.ndarray
+    chi2: np.ndarray
+
+
+def fit_pixel_psf(
+    image: np.ndarray,
+    variance: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    size: int = 25,
+    order: int = 2,
+    bad: np.ndarray | None = None,
+    n_iter: int = 3,
+    reject: float = 4.0,
+    min_stars: int | None = None,
+    xy0: tuple[int, int] = (0, 0),
+) -> PsfFitResult:
+    """Fit a :class:`PixelBasisPsf` to the stars at ``(x, y)`` (array pixel coordinates).
+
+    Parameters
+    ----------
+    image, variance
+        Background-subtracted pixels and their variance.
+    x, y
+        Star centroids.
+    size
+        Kernel width (odd).
+    order
+        Polynomial order of the spatial variation (lowered automatically when stars are few).
+    bad
+        Pixels to ignore (they get zero weight in their star's stamp).
+    n_iter, reject
+        Rejection iterations and threshold (robust sigma of the stars' chi²).
+    min_stars
+        Fewest stars accepted; default ``2 * n_terms + 2`` for order 0.
+    xy0
+        Parent position of the array's first pixel (the model is in parent coordinates).
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if size % 2 == 0 or size < 5:
+        raise PsfFitError(f"fit_pixel_psf: size must be odd and >= 5, got {size!r}")
+    need = min_stars if min_stars is not None else 3
+    if len(x) < need:
+        raise PsfFitError(
+            f"fit_pixel_psf: {len(x)} PSF star(s) found, need at least {need}; the image may hold no "
+            "stars (check the detection threshold and the background)"
+        )
+    while order > 0 and len(x) < 3 * (order + 1) * (order + 2) // 2:
+        order -= 1
+    h = size // 2
+    ix, iy = np.floor(x + 0.5).astype(int), np.floor(y + 0.5).astype(int)
+    data, inside = extract_stamps(image, ix, iy, h)
+    var, _ = extract_stamps(variance, ix, iy, h, fill=np.inf)
+    ok_pix = inside & np.isfinite(var) & (var > 0)
+    if bad is not None:
+        ok_pix &= ~extract_stamps(bad, ix, iy, h)[0].astype(bool)
+    data = np.where(ok_pix, data, 0.0)
+    shifted = fourier_shift(data, ix - x, iy - y)
+    r2 = (np.arange(-h, h + 1)[None, :] ** 2 + np.arange(-h, h + 1)[:, None] ** 2).astype(float)
+    flux = np.where(r2[None] <= h * h, shifted, 0.0).sum(axis=(1, 2))
+    noise = np.sqrt(np.median(np.where(ok_pix, var, np.nan).reshape(len(x), -1), axis=1))
+    px, py = x + xy0[0], y + xy0[1]
+    centre = (0.5 * (px.min() + px.max()), 0.5 * (py.min() + py.max()))
+    scale = (max(0.5 * np.ptp(px), 1.0), max(0.5 * np.ptp(py), 1.0))
+    design = poly_design((px - centre[0]) / scale[0], (py - centre[1]) / scale[1], order)
+    used = (flux > 0) & ok_pix.all(axis=(1, 2))
+    chi2 = np.zeros(len(x))
+    coef = np.zeros((design.shape[1], size, size))
+    for it in range(n_iter + 1):
+        if used.sum() < max(need, design.shape[1]):
+            raise PsfFitError(
+                f"fit_pixel_psf: only {int(used.sum())} usable PSF star(s) left after rejection "
+                f"(iteration {it}); the image may hold no stars or only saturated ones"
+            )
+        snr = np.minimum(flux / noise, 1000.0)  # cap: the brightest stars must not dominate
+        w = np.sqrt(np.where(used, snr**2, 0.0))
+        norm = shifted / flux[:, None, None]
+        sol = np.linalg.lstsq(design * w[:, None], (norm * w[:, None, None]).reshape(len(x), -1), rcond=None)
+        coef = sol[0].reshape(-1, size, size)
+        model = np.einsum("nt,tij->nij", design, coef)
+        model /= model.sum(axis=(1, 2), keepdims=True)
+        # refit the fluxes against the model, then measure each star's chi²
+        flux = (model * shifted).sum(axis=(1, 2)) / (model * model).sum(axis=(1, 2))
+        resid = (shifted - flux[:, None, None] * model) ** 2 / np.where(ok_pix, var, np.inf)
+        chi2 = resid.sum(axis=(1, 2)) / ok_pix.sum(axis=(1, 2)).clip(1)
+        med = np.median(chi2[used])
+        mad = 1.4826 * np.median(np.abs(chi2[used] - med)) + 1e-12
+        used &= (chi2 < med + reject * mad) & (flux > 0)
+    psf = PixelBasisPsf(coef, order, centre, scale)
+    _log.info("PSF model: %d stars, order %d, size %d", int(used.sum()), order, size)
+    return PsfFitResult(psf, used, flux, chi2)
