@@ -74,7 +74,7 @@ def correct_brighter_fatter(
     n_iter: int = 8,
     tolerance: float = 1e-3,
     max_potential: float | None = 0.2,
-) -> tuple[np.ndarray, int]:
+) -> tuple[np.ndarray, int, np.ndarray]:
     """Remove the brighter-fatter effect from an image in electrons.
 
     Parameters
@@ -92,7 +92,9 @@ def correct_brighter_fatter(
 
     Returns
     -------
-    corrected, n_iterations
+    corrected, n_iterations, uncorrected
+        The corrected image, the iterations used, and where no correction was made (potential
+        above ``max_potential``; ISR flags those pixels SUSPECT).
     """
     obs = np.asarray(image, dtype=np.float64)
     safe = np.where(np.isfinite(obs), obs, 0.0)
@@ -107,4 +109,11 @@ def correct_brighter_fatter(
         prev = term
         if change < tolerance:
             break
-    return np.where(np.isfinite(obs), current, obs), it
+    skipped = np.zeros(obs.shape, dtype=bool)
+    if max_potential is not None:
+        from scipy.ndimage import binary_dilation
+
+        over = np.abs(_convolve(current, kernel)) > max_potential
+        if over.any():
+            skipped = binary_dilation(over, iterations=2)
+    return np.where(np.isfinite(obs), current, obs), it, skipped

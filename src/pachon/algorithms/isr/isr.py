@@ -215,7 +215,8 @@ def run_isr(
     if config.do_brighter_fatter and _need(
         calibs.bf_kernel, "brighter-fatter kernel", "do_brighter_fatter", config, where
     ):
-        image, n_it = correct_brighter_fatter(image, calibs.bf_kernel, n_iter=config.bf_iterations)
+        image, n_it, skipped = correct_brighter_fatter(image, calibs.bf_kernel, n_iter=config.bf_iterations)
+        mask.set("SUSPECT", skipped)
         log.debug("%s: brighter-fatter converged in %d iterations", where, n_it)
         keep("brighter_fatter", image)
     _flat_and_masks(image, variance, mask, detector, calibs, config, where, data_id, keep)
