@@ -2,7 +2,7 @@
 
 Run by hand (not part of the test suite)::
 
-    .venv/bin/python benchmarks/bench_repo.py [--files 400] [--datasets 100000]
+    .venv/bin/python benchmarks/bench_repo.py [--files 400] [--exposures 1000] [--detectors 100]
 
 It prints, for each registry back end measured in the same run:
 

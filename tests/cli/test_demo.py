@@ -35,6 +35,21 @@ def test_demo_simulates_ingests_and_reports(tmp_path, shared_data):
     assert "simulated data only" in again.output
 
 
+def test_demo_without_real_data(tmp_path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(
+        cli, ["-q", "demo", "--out", str(out), "--visits", "1", "--real-data", str(tmp_path / "absent")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "simulated data only" in result.output
+    assert "every file matches its checksum" in result.output
+    repo = Repository(out / "repo")
+    assert {name for name, _ in repo.list_collections()} == {"PachonTestCam/raw/all", "refcats/sim_gaia"}
+    raws = repo.query_datasets("raw", "PachonTestCam/raw/all", where="exposure.observation_type = 'science'")
+    assert len(raws) == 4
+    repo.close()
+
+
 def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
     out = tmp_path / "precious"
     out.mkdir()
