@@ -35,10 +35,11 @@ class SimField:
     visit: Any
     psf_sigma: float
     epoch_year: float
+    drawn_fraction: float
 
 
 @functools.lru_cache(maxsize=4)
-def sim_field(seed: int = 3, star_density: float = 150000.0, galaxy_density: float = 20000.0) -> SimField:
+def sim_field(seed: int = 3, star_density: float = 300000.0, galaxy_density: float = 5000.0) -> SimField:
     """Render one PachonTestCam detector of one r-band visit (cached per arguments)."""
     from pachon.sim import Simulator
     from pachon.sim.astrometry import detector_tan_wcs, pixel_scale_arcsec
@@ -52,7 +53,7 @@ def sim_field(seed: int = 3, star_density: float = 150000.0, galaxy_density: flo
             "survey": {"n_visits": 1, "bands": ["r"], "seeing_fwhm": [0.7, 0.7]},
             "sky": {
                 "star_density": star_density,
-                "star_mag_range": [16.5, 23.5],
+                "star_mag_range": [16.5, 22.5],
                 "galaxy_density": galaxy_density,
                 "n_transients": 0,
                 "n_movers": 0,
@@ -73,8 +74,13 @@ def sim_field(seed: int = 3, star_density: float = 150000.0, galaxy_density: flo
     ext = cfg.optics.extinction["r"] * (visit.airmass - 1.0)
     calib = 10 ** (0.4 * (31.4 - cfg.optics.zeropoints["r"] + ext)) / visit.exposure_time
     sigma = sim.visit_psf(visit).fwhm_estimate() / pix / 2.3548
+    # point sources are drawn in finite stamps: the image holds this fraction of each star's flux
+    from pachon.sim.render import PsfField
+
+    stamps = PsfField(sim.visit_psf(visit), det, pix).stamps(det.bbox.width / 2, det.bbox.height / 2)
+    drawn = float(stamps.stamp(0.0, 0.0).sum())
     epoch = 2000.0 + (visit.mjd_mid - 51544.5) / 365.25
-    return SimField(electrons, sky, truth, wcs, refcat, calib, "r", visit, sigma, epoch)
+    return SimField(electrons, sky, truth, wcs, refcat, calib, "r", visit, sigma, epoch, drawn)
 
 
 def make_exposure(field: SimField, *, seed: int = 0, n_cosmic_rays: int = 0) -> Exposure:
@@ -98,4 +104,9 @@ def make_exposure(field: SimField, *, seed: int = 0, n_cosmic_rays: int = 0) -> 
         visit_id=int(field.visit.index),
         detector=0,
     )
-    return Exposure(image.astype(np.float32), variance=variance.astype(np.float32), wcs=field.wcs.deepcopy(), visit_info=info)
+    return Exposure(
+        image.astype(np.float32),
+        variance=variance.astype(np.float32),
+        wcs=field.wcs.deepcopy(),
+        visit_info=info,
+    )

@@ -46,37 +46,61 @@ def _wcs(ra: float, dec: float, shape: tuple[int, int]) -> Any:
     return w
 
 
-def make_exposure(ra: float, dec: float, band: str, exposure_id: int, shape: tuple[int, int] = (64, 64)) -> Any:
+def make_exposure(
+    ra: float, dec: float, band: str, exposure_id: int, shape: tuple[int, int] = (64, 64)
+) -> Any:
     """A small calexp-like Exposure with a TAN WCS centred on (ra, dec)."""
     from pachon.core.exposure import Exposure
     from pachon.core.visit_info import VisitInfo
 
     rng = np.random.default_rng(exposure_id)
     image = (rng.normal(100.0, 5.0, shape) + np.arange(shape[1])[None, :]).astype(np.float32)
-    info = VisitInfo(exposure_time=30.0, dark_time=30.0, mjd_tai_mid=60310.0 + exposure_id / 24,
-                     physical_filter=f"{band}-1", band=band, airmass=1.1, boresight_ra=ra,
-                     boresight_dec=dec, rotation_angle=0.0, instrument="Cam", exposure_id=exposure_id,
-                     visit_id=None, detector=0, observatory=None)
-    return Exposure(image, variance=np.full(shape, 25.0, np.float32), wcs=_wcs(ra, dec, shape),
-                    visit_info=info)
+    info = VisitInfo(
+        exposure_time=30.0,
+        dark_time=30.0,
+        mjd_tai_mid=60310.0 + exposure_id / 24,
+        physical_filter=f"{band}-1",
+        band=band,
+        airmass=1.1,
+        boresight_ra=ra,
+        boresight_dec=dec,
+        rotation_angle=0.0,
+        instrument="Cam",
+        exposure_id=exposure_id,
+        visit_id=None,
+        detector=0,
+        observatory=None,
+    )
+    return Exposure(
+        image, variance=np.full(shape, 25.0, np.float32), wcs=_wcs(ra, dec, shape), visit_info=info
+    )
 
 
-def source_table(exposure_id: int, ra0: float, dec0: float, first_id: int, band: str, n: int = 50) -> pa.Table:
+def source_table(
+    exposure_id: int, ra0: float, dec0: float, first_id: int, band: str, n: int = 50
+) -> pa.Table:
     """``n`` Rubin ``Source`` rows scattered within 20" of (ra0, dec0)."""
     rng = np.random.default_rng(first_id)
     ra = ra0 + rng.uniform(-20, 20, n) / 3600
     dec = dec0 + rng.uniform(-20, 20, n) / 3600
     flux = rng.uniform(1e3, 1e5, n)
-    return pa.table({
-        "sourceId": pa.array(np.arange(first_id, first_id + n), pa.int64()),
-        "visit": pa.array(np.full(n, exposure_id), pa.int64()),
-        "detector": pa.array(np.zeros(n, int), pa.int16()),
-        "band": pa.array([band] * n, pa.string()),
-        "ra": ra, "dec": dec, "coord_ra": ra, "coord_dec": dec,
-        "x": rng.uniform(0, 64, n), "y": rng.uniform(0, 64, n),
-        "psfFlux": flux, "psfFluxErr": np.sqrt(flux),
-        "psfFlux_flag": pa.array(rng.uniform(size=n) < 0.1),
-    })
+    return pa.table(
+        {
+            "sourceId": pa.array(np.arange(first_id, first_id + n), pa.int64()),
+            "visit": pa.array(np.full(n, exposure_id), pa.int64()),
+            "detector": pa.array(np.zeros(n, int), pa.int16()),
+            "band": pa.array([band] * n, pa.string()),
+            "ra": ra,
+            "dec": dec,
+            "coord_ra": ra,
+            "coord_dec": dec,
+            "x": rng.uniform(0, 64, n),
+            "y": rng.uniform(0, 64, n),
+            "psfFlux": flux,
+            "psfFluxErr": np.sqrt(flux),
+            "psfFlux_flag": pa.array(rng.uniform(size=n) < 0.1),
+        }
+    )
 
 
 def object_table(ra0: float, dec0: float, first_id: int, n: int = 20) -> pa.Table:
@@ -84,12 +108,16 @@ def object_table(ra0: float, dec0: float, first_id: int, n: int = 20) -> pa.Tabl
     rng = np.random.default_rng(first_id + 7)
     ra = ra0 + rng.uniform(-20, 20, n) / 3600
     dec = dec0 + rng.uniform(-20, 20, n) / 3600
-    return pa.table({
-        "objectId": pa.array(np.arange(first_id, first_id + n), pa.int64()),
-        "coord_ra": ra, "coord_dec": dec,
-        "g_psfFlux": rng.uniform(1e3, 1e4, n), "r_psfFlux": rng.uniform(1e3, 1e4, n),
-        "refExtendedness": rng.uniform(0, 1, n),
-    })
+    return pa.table(
+        {
+            "objectId": pa.array(np.arange(first_id, first_id + n), pa.int64()),
+            "coord_ra": ra,
+            "coord_dec": dec,
+            "g_psfFlux": rng.uniform(1e3, 1e4, n),
+            "r_psfFlux": rng.uniform(1e3, 1e4, n),
+            "refExtendedness": rng.uniform(0, 1, n),
+        }
+    )
 
 
 def build_service_repo(root: Path) -> Path:
@@ -99,22 +127,36 @@ def build_service_repo(root: Path) -> Path:
     repo = Repository.create(root)
     try:
         repo.insert_dimension_records("instrument", [{"name": "Cam", "detector_max": 2}])
-        repo.insert_dimension_records("physical_filter", [
-            {"instrument": "Cam", "name": "g-1", "band": "g"},
-            {"instrument": "Cam", "name": "r-1", "band": "r"},
-        ])
+        repo.insert_dimension_records(
+            "physical_filter",
+            [
+                {"instrument": "Cam", "name": "g-1", "band": "g"},
+                {"instrument": "Cam", "name": "r-1", "band": "r"},
+            ],
+        )
         repo.insert_dimension_records(
             "detector", [{"instrument": "Cam", "id": i, "full_name": f"D{i}"} for i in range(2)]
         )
         repo.insert_dimension_records("day_obs", [{"instrument": "Cam", "id": 20240101}])
-        repo.insert_dimension_records("exposure", [
-            {"instrument": "Cam", "id": e, "physical_filter": "g-1" if e <= 2 else "r-1",
-             "band": "g" if e <= 2 else "r", "day_obs": 20240101, "exposure_time": 30.0,
-             "datetime_begin": f"2024-01-01T0{e}:00:00", "datetime_end": f"2024-01-01T0{e}:00:30",
-             "observation_type": "science", "tracking_ra": CENTERS.get(e, (150.0, 2.0))[0],
-             "tracking_dec": CENTERS.get(e, (150.0, 2.0))[1]}
-            for e in range(1, 5)
-        ])
+        repo.insert_dimension_records(
+            "exposure",
+            [
+                {
+                    "instrument": "Cam",
+                    "id": e,
+                    "physical_filter": "g-1" if e <= 2 else "r-1",
+                    "band": "g" if e <= 2 else "r",
+                    "day_obs": 20240101,
+                    "exposure_time": 30.0,
+                    "datetime_begin": f"2024-01-01T0{e}:00:00",
+                    "datetime_end": f"2024-01-01T0{e}:00:30",
+                    "observation_type": "science",
+                    "tracking_ra": CENTERS.get(e, (150.0, 2.0))[0],
+                    "tracking_dec": CENTERS.get(e, (150.0, 2.0))[1],
+                }
+                for e in range(1, 5)
+            ],
+        )
         repo.register_dataset_type("calexp", ["instrument", "exposure", "detector"], "Exposure")
         repo.register_dataset_type("source", ["instrument", "exposure", "detector"], "ArrowTable")
         repo.register_dataset_type("object", ["instrument"], "ArrowTable")
@@ -122,12 +164,19 @@ def build_service_repo(root: Path) -> Path:
             ra, dec = CENTERS[e]
             band = "g" if e <= 2 else "r"
             did = {"instrument": "Cam", "exposure": e, "detector": 0}
-            ref = repo.put(make_exposure(ra, dec, band, e), "calexp", did, run=run,
-                           provenance={"task": "calibrate"})
+            ref = repo.put(
+                make_exposure(ra, dec, band, e), "calexp", did, run=run, provenance={"task": "calibrate"}
+            )
             if e != 2:
                 first = 9000 if run == EMBARGO_RUN else 1000
-                repo.put(source_table(e, ra, dec, first, band), "source", did, run=run,
-                         provenance={"task": "calibrate"}, inputs=[ref])
+                repo.put(
+                    source_table(e, ra, dec, first, band),
+                    "source",
+                    did,
+                    run=run,
+                    provenance={"task": "calibrate"},
+                    inputs=[ref],
+                )
         repo.put(object_table(*CENTERS[1], 500), "object", {"instrument": "Cam"}, run=PUBLIC_RUN)
         repo.put(object_table(*CENTERS[3], 9500), "object", {"instrument": "Cam"}, run=EMBARGO_RUN)
     finally:
@@ -164,8 +213,9 @@ def service_settings(service_repo: Path, service_tokens: dict[str, str]) -> Any:
     """`ServiceSettings` of the service repository (default anonymous access, small limits)."""
     from pachon.services.settings import ServiceSettings
 
-    return ServiceSettings(repo=service_repo, max_rows=1000, default_maxrec=1000, query_timeout_s=20.0,
-                           async_jobs_per_user=20)
+    return ServiceSettings(
+        repo=service_repo, max_rows=1000, default_maxrec=1000, query_timeout_s=20.0, async_jobs_per_user=20
+    )
 
 
 @pytest.fixture(scope="session")

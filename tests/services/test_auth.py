@@ -16,7 +16,8 @@ EMBARGO_QUERIES = [
     "SELECT sourceId FROM dp1.Source",
     "SELECT objectId FROM dp1.Object",
     "SELECT s.sourceId FROM dp1.Source AS s JOIN dp1.Object AS o ON s.visit > 0 AND o.objectId > 0",
-    "SELECT sourceId FROM dp1.Source WHERE sourceId IN (SELECT sourceId FROM dp1.Source WHERE sourceId > 8999)",
+    "SELECT sourceId FROM dp1.Source WHERE sourceId IN "
+    "(SELECT sourceId FROM dp1.Source WHERE sourceId > 8999)",
     "SELECT run AS v FROM pachon.provenance",
     "SELECT obs_collection AS v FROM ivoa.ObsCore",
     "SELECT dataset_id AS v FROM pachon.provenance_input",
@@ -109,8 +110,22 @@ def test_token_and_access_cli(service_repo, tmp_path):
 
     runner = CliRunner()
     data = ["--repo", str(service_repo), "--data-dir", str(tmp_path)]
-    r = runner.invoke(cli, ["token", "create", *data, "--user", "zoe", "--scope", "read:tap", "--group", "g1",
-                            "--expires", "1d"])
+    r = runner.invoke(
+        cli,
+        [
+            "token",
+            "create",
+            *data,
+            "--user",
+            "zoe",
+            "--scope",
+            "read:tap",
+            "--group",
+            "g1",
+            "--expires",
+            "1d",
+        ],
+    )
     assert r.exit_code == 0, r.output
     tok = r.output.strip()
     store = AuthStore(tmp_path / "auth.sqlite3")

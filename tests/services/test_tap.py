@@ -27,8 +27,10 @@ def _votable(response):
 
 def test_cone_search_matches_numpy(client, service_tokens):
     ra0, dec0, r = 150.05, 2.05, 0.004
-    q = (f"SELECT sourceId, ra, dec FROM dp1.Source WHERE "
-         f"CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {ra0}, {dec0}, {r})) = 1 ORDER BY sourceId")
+    q = (
+        f"SELECT sourceId, ra, dec FROM dp1.Source WHERE "
+        f"CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {ra0}, {dec0}, {r})) = 1 ORDER BY sourceId"
+    )
     _, t = _votable(_sync(client, q, service_tokens["embargo"]))
     truth = source_table(3, *CENTERS[3], 9000, "r")
     sep = angular_separation(truth["ra"].to_numpy(), truth["dec"].to_numpy(), ra0, dec0)
@@ -38,12 +40,16 @@ def test_cone_search_matches_numpy(client, service_tokens):
 
 
 def test_polygon_distance_and_functions(client):
-    q = ("SELECT COUNT(*) AS n FROM dp1.Source WHERE CONTAINS(POINT('ICRS', ra, dec), "
-         "POLYGON('ICRS', 149.99, 1.99, 150.01, 1.99, 150.01, 2.01, 149.99, 2.01)) = 1")
+    q = (
+        "SELECT COUNT(*) AS n FROM dp1.Source WHERE CONTAINS(POINT('ICRS', ra, dec), "
+        "POLYGON('ICRS', 149.99, 1.99, 150.01, 1.99, 150.01, 2.01, 149.99, 2.01)) = 1"
+    )
     _, t = _votable(_sync(client, q))
     assert t["n"][0] == 50  # every public source of exposure 1, none of the embargoed run
-    q = ("SELECT TOP 1 sourceId, DISTANCE(POINT('ICRS', ra, dec), POINT('ICRS', 150, 2)) AS d, "
-         "ra, dec, LOG(EXP(2.0)) AS two, TRUNCATE(2.789, 1) AS tr FROM dp1.Source ORDER BY d")
+    q = (
+        "SELECT TOP 1 sourceId, DISTANCE(POINT('ICRS', ra, dec), POINT('ICRS', 150, 2)) AS d, "
+        "ra, dec, LOG(EXP(2.0)) AS two, TRUNCATE(2.789, 1) AS tr FROM dp1.Source ORDER BY d"
+    )
     _, t = _votable(_sync(client, q))
     d = angular_separation(t["ra"][0], t["dec"][0], 150.0, 2.0)
     assert t["d"][0] == pytest.approx(d, rel=1e-9)
@@ -51,9 +57,12 @@ def test_polygon_distance_and_functions(client):
 
 
 def test_join_and_offset(client):
-    q = ("SELECT o.objectId, s.sourceId FROM dp1.Object AS o JOIN dp1.Source AS s ON "
-         "s.visit = 1 AND CONTAINS(POINT('ICRS', s.ra, s.dec), CIRCLE('ICRS', o.coord_ra, o.coord_dec, 0.01)) = 1 "
-         "ORDER BY o.objectId, s.sourceId")
+    q = (
+        "SELECT o.objectId, s.sourceId FROM dp1.Object AS o JOIN dp1.Source AS s ON "
+        "s.visit = 1 AND CONTAINS(POINT('ICRS', s.ra, s.dec), "
+        "CIRCLE('ICRS', o.coord_ra, o.coord_dec, 0.01)) = 1 "
+        "ORDER BY o.objectId, s.sourceId"
+    )
     _, t = _votable(_sync(client, q))
     assert set(t["objectId"]) == set(object_table(*CENTERS[1], 500)["objectId"].to_pylist())
     _, t2 = _votable(_sync(client, q + " OFFSET 5"))
@@ -89,18 +98,21 @@ def test_formats(client):
     assert _sync(client, q, RESPONSEFORMAT="fits").status_code == 400
 
 
-@pytest.mark.parametrize("query, fragment", [
-    ("DROP TABLE dp1.Source", "only SELECT"),
-    ("SELECT 1; SELECT 2", "exactly one"),
-    ("SELECT * FROM read_parquet('/etc/passwd')", "table functions"),
-    ("SELECT read_csv('/etc/passwd')", "not allowed"),
-    ("SELECT getenv('HOME')", "forbidden function"),
-    ("SELECT * FROM dp1.Nothing", "no table"),
-    ("SELEC 1", "syntax"),
-    ("SELECT no_such_column FROM dp1.Source", "query failed"),
-    ("INSERT INTO dp1.Source VALUES (1)", "only SELECT"),
-    ("WITH a AS (SELECT 1) SELECT * FROM a", "WITH"),
-])
+@pytest.mark.parametrize(
+    "query, fragment",
+    [
+        ("DROP TABLE dp1.Source", "only SELECT"),
+        ("SELECT 1; SELECT 2", "exactly one"),
+        ("SELECT * FROM read_parquet('/etc/passwd')", "table functions"),
+        ("SELECT read_csv('/etc/passwd')", "not allowed"),
+        ("SELECT getenv('HOME')", "forbidden function"),
+        ("SELECT * FROM dp1.Nothing", "no table"),
+        ("SELEC 1", "syntax"),
+        ("SELECT no_such_column FROM dp1.Source", "query failed"),
+        ("INSERT INTO dp1.Source VALUES (1)", "only SELECT"),
+        ("WITH a AS (SELECT 1) SELECT * FROM a", "WITH"),
+    ],
+)
 def test_bad_queries_give_votable_errors(client, query, fragment):
     r = _sync(client, query)
     assert r.status_code == 400
@@ -114,14 +126,18 @@ def test_tap_schema_describes_tables(client):
     _, t = _votable(_sync(client, "SELECT table_name FROM TAP_SCHEMA.tables"))
     names = set(t["table_name"])
     assert {"dp1.Source", "dp1.Object", "pachon.provenance", "TAP_SCHEMA.columns"} <= names
-    q = ("SELECT column_name, datatype, unit, ucd FROM TAP_SCHEMA.columns "
-         "WHERE table_name = 'dp1.Source' AND column_name IN ('ra', 'sourceId')")
+    q = (
+        "SELECT column_name, datatype, unit, ucd FROM TAP_SCHEMA.columns "
+        "WHERE table_name = 'dp1.Source' AND column_name IN ('ra', 'sourceId')"
+    )
     _, t = _votable(_sync(client, q))
     rows = {r["column_name"]: r for r in t}
     assert rows["ra"]["datatype"] == "double" and rows["ra"]["unit"] == "deg"
     assert rows["ra"]["ucd"] == "pos.eq.ra"  # from the Rubin felis schema
     assert rows["sourceId"]["datatype"] == "long"
-    _, t = _votable(_sync(client, "SELECT column_name FROM TAP_SCHEMA.columns WHERE table_name = 'dp1.Source'"))
+    _, t = _votable(
+        _sync(client, "SELECT column_name FROM TAP_SCHEMA.columns WHERE table_name = 'dp1.Source'")
+    )
     assert "_pachon_run" not in set(t["column_name"])
 
 
@@ -141,8 +157,10 @@ def test_provenance_table(client, service_tokens):
     _, t = _votable(_sync(client, q, service_tokens["admin"]))
     assert list(t["run"]) == ["Cam/runs/embargo", "Cam/runs/public", "Cam/runs/public"]
     assert set(t["task"]) == {"calibrate"}
-    q = ("SELECT COUNT(*) AS n FROM pachon.provenance_input AS i JOIN pachon.provenance AS p "
-         "ON p.dataset_id = i.dataset_id WHERE p.dataset_type = 'source'")
+    q = (
+        "SELECT COUNT(*) AS n FROM pachon.provenance_input AS i JOIN pachon.provenance AS p "
+        "ON p.dataset_id = i.dataset_id WHERE p.dataset_type = 'source'"
+    )
     _, t = _votable(_sync(client, q, service_tokens["admin"]))
     assert t["n"][0] == 2
 
@@ -152,9 +170,15 @@ def test_upload_join(client):
     from astropy.table import Table
 
     Table({"id": [1, 2], "ra": [150.0, 150.05], "dec": [2.0, 2.05]}).write(up, format="votable")
-    q = ("SELECT u.id, COUNT(*) AS n FROM TAP_UPLOAD.mine AS u JOIN dp1.Source AS s ON "
-         "CONTAINS(POINT('ICRS', s.ra, s.dec), CIRCLE('ICRS', u.ra, u.dec, 0.01)) = 1 GROUP BY u.id ORDER BY u.id")
-    r = client.post("/tap/sync", data={"LANG": "ADQL", "QUERY": q, "UPLOAD": "mine,param:t1"},
-                    files={"t1": ("t.xml", up.getvalue(), "application/x-votable+xml")})
+    q = (
+        "SELECT u.id, COUNT(*) AS n FROM TAP_UPLOAD.mine AS u JOIN dp1.Source AS s ON "
+        "CONTAINS(POINT('ICRS', s.ra, s.dec), CIRCLE('ICRS', u.ra, u.dec, 0.01)) = 1 "
+        "GROUP BY u.id ORDER BY u.id"
+    )
+    r = client.post(
+        "/tap/sync",
+        data={"LANG": "ADQL", "QUERY": q, "UPLOAD": "mine,param:t1"},
+        files={"t1": ("t.xml", up.getvalue(), "application/x-votable+xml")},
+    )
     _, t = _votable(r)
     assert list(t["id"]) == [1] and t["n"][0] == 50  # the embargoed field stays invisible

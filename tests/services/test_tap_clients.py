@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import subprocess
@@ -14,10 +15,26 @@ import pytest
 pyvo = pytest.importorskip("pyvo")
 
 
-def test_pyvo_sync_async_upload(live_server_url):
+@pytest.fixture
+def pyvo_session():
+    """A requests session for pyvo, closed (and its sockets collected) after the test."""
+    import gc
+    import warnings
+
+    import requests
+
+    session = requests.Session()
+    yield session
+    session.close()
+    with warnings.catch_warnings():  # pyvo's responses may hold sockets until collected
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
+def test_pyvo_sync_async_upload(live_server_url, pyvo_session):
     from astropy.table import Table
 
-    service = pyvo.dal.TAPService(f"{live_server_url}/tap")
+    service = pyvo.dal.TAPService(f"{live_server_url}/tap", session=pyvo_session)
     rows = service.search("SELECT TOP 3 sourceId, ra FROM dp1.Source ORDER BY sourceId").to_table()
     assert list(rows["sourceId"]) == [1000, 1001, 1002]
     job = service.submit_job("SELECT COUNT(*) AS n FROM dp1.Source")
@@ -27,8 +44,10 @@ def test_pyvo_sync_async_upload(live_server_url):
     assert int(job.fetch_result().to_table()["n"][0]) == 50
     job.delete()
     up = Table({"id": np.array([7, 8]), "ra": [150.0, 10.0], "dec": [2.0, -5.0]})
-    q = ("SELECT u.id, COUNT(*) AS n FROM TAP_UPLOAD.pts AS u JOIN dp1.Source AS s ON "
-         "CONTAINS(POINT('ICRS', s.ra, s.dec), CIRCLE('ICRS', u.ra, u.dec, 0.01)) = 1 GROUP BY u.id")
+    q = (
+        "SELECT u.id, COUNT(*) AS n FROM TAP_UPLOAD.pts AS u JOIN dp1.Source AS s ON "
+        "CONTAINS(POINT('ICRS', s.ra, s.dec), CIRCLE('ICRS', u.ra, u.dec, 0.01)) = 1 GROUP BY u.id"
+    )
     res = service.run_sync(q, uploads={"pts": up}).to_table()
     assert list(res["id"]) == [7] and int(res["n"][0]) == 50
     res = service.run_async(q, uploads={"pts": up}).to_table()
@@ -55,7 +74,9 @@ def test_uws_lifecycle(live_server_url, service_tokens):
         other = {"Authorization": f"Bearer {service_tokens['embargo']}"}
         assert c.get(url, headers=other).status_code == 404  # not another user's job
         assert c.delete(url).status_code == 303 and c.get(url).status_code == 404
-        r = c.post("/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT nothing FROM dp1.Source", "PHASE": "RUN"})
+        r = c.post(
+            "/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT nothing FROM dp1.Source", "PHASE": "RUN"}
+        )
         url = r.headers["location"]
         doc = c.get(url, params={"WAIT": "10"}).text
         assert "<uws:phase>ERROR</uws:phase>" in doc
@@ -71,24 +92,37 @@ def test_async_quota(live_server_url, app, service_tokens):
     h = {"Authorization": f"Bearer {service_tokens['admin']}"}
     quota = app.state.context.settings.async_jobs_per_user
     with httpx.Client(base_url=live_server_url, headers=h, timeout=30) as c:
-        codes = [c.post("/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT 1 AS x"},
-                        follow_redirects=False).status_code for _ in range(quota + 1)]
+        codes = [
+            c.post(
+                "/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT 1 AS x"}, follow_redirects=False
+            ).status_code
+            for _ in range(quota + 1)
+        ]
         assert codes[:quota] == [303] * quota and codes[-1] == 429
         for job in re.findall(r'jobref id="(\w+)"', c.get("/tap/async").text):
             c.delete(f"/tap/async/{job}")
 
 
 @pytest.mark.skipif(shutil.which("stilts") is None, reason="STILTS is not installed (apt-get install stilts)")
-def test_taplint_reports_no_errors(live_server_url, request):
+def test_taplint_reports_no_errors(live_server_url):
     start = time.monotonic()
     out = subprocess.run(
-        ["stilts", "taplint", f"tapurl={live_server_url}/tap", "report=EW", "maxrepeat=3",
-         "stages=TMV TME TMS TMC CPV CAP AVV QGE QPO QAS UWS MDQ OBS UPL EXA"],
-        capture_output=True, text=True, timeout=300,
+        [
+            "stilts",
+            "taplint",
+            f"tapurl={live_server_url}/tap",
+            "report=EW",
+            "maxrepeat=3",
+            "stages=TMV TME TMS TMC CPV CAP AVV QGE QPO QAS UWS MDQ OBS UPL EXA",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     text = out.stdout + out.stderr
     errors = [line for line in text.splitlines() if line.startswith("E-")]
     warnings = [line for line in text.splitlines() if line.startswith("W-")]
-    request.config.cache.set("pachon/taplint_warnings", warnings)
+    if warnings:
+        logging.getLogger(__name__).warning("taplint warnings:\n%s", "\n".join(warnings))
     print(f"taplint: {len(errors)} errors, {len(warnings)} warnings in {time.monotonic() - start:.0f} s")
     assert not errors, "\n".join(errors)

@@ -11,17 +11,28 @@ import click
 __all__ = ["register", "serve", "token", "access"]
 
 _log = logging.getLogger(__name__)
-_REPO = click.option("--repo", "repo", required=True, type=click.Path(file_okay=False, path_type=Path),
-                     help="Repository folder.")
-_DATA = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                     help="Service data folder (default <repo>/services).")
+_REPO = click.option(
+    "--repo",
+    "repo",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Repository folder.",
+)
+_DATA = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Service data folder (default <repo>/services).",
+)
 
 
 def _store(repo: Path, data_dir: Path | None):  # noqa: ANN202 - AuthStore imported lazily
     from pachon.services.auth import AuthStore
 
     if not (repo / "pachon.yaml").exists():
-        raise click.ClickException(f"{repo} is not a repository (no pachon.yaml); create it with `pachon repo create`")
+        raise click.ClickException(
+            f"{repo} is not a repository (no pachon.yaml); create it with `pachon repo create`"
+        )
     return AuthStore((data_dir or repo / "services") / "auth.sqlite3")
 
 
@@ -34,17 +45,30 @@ def _store(repo: Path, data_dir: Path | None):  # noqa: ANN202 - AuthStore impor
 @click.option("--no-anonymous", is_flag=True, help="Require a token for every service.")
 @click.option("--max-rows", default=100_000, show_default=True, type=int, help="Cap on MAXREC.")
 @click.option("--query-timeout", default=60.0, show_default=True, type=float, help="Sync query limit (s).")
-def serve(repo: Path, data_dir: Path | None, host: str, port: int, base_url: str | None, no_anonymous: bool,
-          max_rows: int, query_timeout: float) -> None:
+def serve(
+    repo: Path,
+    data_dir: Path | None,
+    host: str,
+    port: int,
+    base_url: str | None,
+    no_anonymous: bool,
+    max_rows: int,
+    query_timeout: float,
+) -> None:
     """Serve REPO over HTTP: TAP at /tap, SIAv2 at /sia, SODA at /soda, DataLink at /datalink."""
     import uvicorn
 
     from pachon.services.app import create_app
     from pachon.services.settings import ServiceSettings
 
-    settings = ServiceSettings(repo=repo, data_dir=data_dir, base_url=base_url, max_rows=max_rows,
-                               query_timeout_s=query_timeout,
-                               **({"anonymous_scopes": {}} if no_anonymous else {}))
+    settings = ServiceSettings(
+        repo=repo,
+        data_dir=data_dir,
+        base_url=base_url,
+        max_rows=max_rows,
+        query_timeout_s=query_timeout,
+        **({"anonymous_scopes": {}} if no_anonymous else {}),
+    )
     app = create_app(settings)
     click.echo(f"serving {repo} at http://{host}:{port}/ (TAP: /tap)")
     uvicorn.run(app, host=host, port=port, log_level="info")
@@ -59,20 +83,40 @@ def token() -> None:
 @_REPO
 @_DATA
 @click.option("--user", required=True, help="User name the token authenticates.")
-@click.option("--scope", "scopes", multiple=True, required=True,
-              type=click.Choice(["read:tap", "read:image", "exec:admin"]), help="Scope (repeatable).")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(["read:tap", "read:image", "exec:admin"]),
+    help="Scope (repeatable).",
+)
 @click.option("--group", "groups", multiple=True, help="Add the user to this group (repeatable).")
 @click.option("--expires", default=None, help="Lifetime such as 30d, 12h (default: never).")
 @click.option("--note", default=None, help="Free text kept with the token.")
-def token_create(repo: Path, data_dir: Path | None, user: str, scopes: tuple[str, ...], groups: tuple[str, ...],
-                 expires: str | None, note: str | None) -> None:
+def token_create(
+    repo: Path,
+    data_dir: Path | None,
+    user: str,
+    scopes: tuple[str, ...],
+    groups: tuple[str, ...],
+    expires: str | None,
+    note: str | None,
+) -> None:
     """Create a token and print it (it is shown only once)."""
     from pachon.services.auth import parse_duration
 
     store = _store(repo, data_dir)
     try:
-        click.echo(store.create_token(user, scopes, groups=groups,
-                                      expires_in_s=parse_duration(expires) if expires else None, note=note))
+        click.echo(
+            store.create_token(
+                user,
+                scopes,
+                groups=groups,
+                expires_in_s=parse_duration(expires) if expires else None,
+                note=note,
+            )
+        )
     finally:
         store.close()
 

@@ -38,8 +38,9 @@ ROUTER_MODULES: tuple[str, ...] = (
 
 def _error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     code = ERROR_CODES.get(status, "UsageError" if status < 500 else "ServiceError")
-    return Response(error_votable(message, code), status_code=status, headers=headers,
-                    media_type=VOTABLE_MEDIA_TYPE)
+    return Response(
+        error_votable(message, code), status_code=status, headers=headers, media_type=VOTABLE_MEDIA_TYPE
+    )
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
@@ -62,9 +63,15 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         yield
         context.close()
 
-    app = FastAPI(title="Pachón data access", lifespan=lifespan, docs_url="/api/docs",
-                  redoc_url=None, openapi_url="/api/openapi.json")
+    app = FastAPI(
+        title="Pachón data access",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
     app.state.context = context
+    app.state.services = []
     for name in ROUTER_MODULES:
         try:
             module = importlib.import_module(name)
@@ -74,6 +81,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             _log.info("service module %s is not available; its endpoints are not served", name)
             continue
         app.include_router(module.router(context))
+        app.state.services.append(name.rsplit(".", 1)[-1])
         _log.debug("included %s", name)
 
     from pachon.services.landing import router as landing_router

@@ -30,12 +30,12 @@ def router(context: ServiceContext) -> APIRouter:
     @api.get("/", response_class=HTMLResponse, include_in_schema=False)
     def landing(request: Request) -> HTMLResponse:
         base = context.base_url(request)
-        served = {getattr(r, "path", "") for r in request.app.routes}
+        served = set(getattr(request.app.state, "services", ()))
         items = "".join(
             f'<li><a href="{html.escape(base + path)}">{html.escape(label)}</a> '
             f"<code>{html.escape(base + path)}</code></li>"
-            for _name, label, path in _SERVICES
-            if path in served
+            for name, label, path in _SERVICES
+            if name in served
         )
         body = (
             "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Pachón data access</title></head>"

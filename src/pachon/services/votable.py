@@ -32,8 +32,16 @@ __all__ = ["arrow_to_votable", "error_votable", "VOTABLE_MEDIA_TYPE", "ERROR_COD
 _log = logging.getLogger(__name__)
 
 VOTABLE_MEDIA_TYPE = "application/x-votable+xml"
-ERROR_CODES = {400: "UsageError", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
-               413: "LimitExceeded", 429: "LimitExceeded", 500: "ServiceError", 503: "ServiceError"}
+ERROR_CODES = {
+    400: "UsageError",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    413: "LimitExceeded",
+    429: "LimitExceeded",
+    500: "ServiceError",
+    503: "ServiceError",
+}
 
 
 def error_votable(message: str, code: str = "UsageError") -> bytes:
@@ -161,7 +169,7 @@ def arrow_to_votable(
     if overflow:
         idx = data.rfind(b"</TABLE>")
         marker = b'</TABLE>\n<INFO name="QUERY_STATUS" value="OVERFLOW"/>'
-        data = data[:idx] + marker + data[idx + len(b"</TABLE>"):]
+        data = data[:idx] + marker + data[idx + len(b"</TABLE>") :]
     return data
 
 

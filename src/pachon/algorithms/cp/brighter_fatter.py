@@ -1,9 +1,8 @@
 """Brighter-fatter kernel from the flux dependence of star sizes.
 
 Stars of one PSF but different fluxes should have the same size; brighter-fatter makes bright
-ones broader.  :func:`fit_bf_strength` corrects star stamps with delta kernels of increasing
-strength and returns the strength at which the slope of size against flux crosses zero
-(linear interpolation between grid points).  Sizes are Gaussian-weighted second moments with
+ones broader.  :func:`fit_bf_strength` finds the delta-kernel strength whose forward model
+reproduces the observed slope of size against flux.  Sizes are Gaussian-weighted second moments with
 a fixed weight, so noise does not bias them with flux.
 """
 
@@ -14,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pachon.algorithms.isr.brighter_fatter import correct_brighter_fatter, delta_kernel
+from pachon.algorithms.isr.brighter_fatter import apply_brighter_fatter, delta_kernel
 from pachon.core.errors import ConfigError
 
 __all__ = ["star_sizes", "size_flux_slope", "fit_bf_strength"]
@@ -51,26 +50,31 @@ def size_flux_slope(sizes: np.ndarray, fluxes: np.ndarray) -> tuple[float, float
 
 def fit_bf_strength(stamps: Sequence[np.ndarray], fluxes: Sequence[float],
                     strengths: Sequence[float] | None = None) -> tuple[float, np.ndarray]:
-    """Delta-kernel strength that makes star size independent of flux, and the kernel.
+    """Delta-kernel strength that explains the growth of star size with flux, and the kernel.
 
-    ``stamps`` are background-subtracted star images in electrons (before flat-fielding).
+    ``stamps`` are background-subtracted, centred star images in electrons (before
+    flat-fielding).  A forward model avoids the noise bias of correcting noisy stamps: the
+    mean normalised profile of the faintest quarter of the stars is scaled to each flux, the
+    brighter-fatter effect of each trial strength applied, and the size-flux slope of these
+    noise-free models compared with the observed slope (linear interpolation on the grid).
     """
     grid = np.asarray(strengths if strengths is not None else np.linspace(0.0, 2e-5, 11), float)
     st = np.asarray(stamps, float)
     f = np.asarray(fluxes, float)
     if st.shape[0] < 5:
         raise ConfigError(f"fit_bf_strength needs five or more stars, got {st.shape[0]}")
-    slopes = []
-    for s in grid:  # loop over trial strengths; each correction is vectorized over all stamps
-        corrected = st if s == 0 else np.stack(
-            [correct_brighter_fatter(x, delta_kernel(s), max_potential=None)[0] for x in st])
-        slopes.append(size_flux_slope(star_sizes(corrected), f)[0])
-    slopes_arr = np.asarray(slopes)
-    cross = np.flatnonzero(np.diff(np.sign(slopes_arr)) != 0)
-    if cross.size == 0:
-        best = float(grid[np.argmin(np.abs(slopes_arr))])
-        log.warning("size-flux slope does not cross zero over the strength grid; using %.3g", best)
+    observed = size_flux_slope(star_sizes(st), f)[0]
+    faint = np.argsort(f)[: max(2, f.size // 4)]
+    psf = np.mean(st[faint] / f[faint, None, None], axis=0)
+    models = []
+    for s in grid:  # loop over trial strengths; models vectorized over fluxes through the stack
+        stack = np.stack([apply_brighter_fatter(x * psf, delta_kernel(s)) for x in f])
+        models.append(size_flux_slope(star_sizes(stack), f)[0])
+    m = np.asarray(models)
+    if not (m.min() <= observed <= m.max()):
+        best = float(grid[np.argmin(np.abs(m - observed))])
+        log.warning("observed size-flux slope %.3g is outside the model grid; using %.3g", observed, best)
     else:
-        i = int(cross[0])
-        best = float(grid[i] - slopes_arr[i] * (grid[i + 1] - grid[i]) / (slopes_arr[i + 1] - slopes_arr[i]))
+        best = float(np.interp(observed, m, grid)) if np.all(np.diff(m) > 0) else \
+            float(grid[np.argmin(np.abs(m - observed))])
     return best, delta_kernel(best)

@@ -40,6 +40,8 @@ def find_defects(flat: np.ndarray | None, dark: np.ndarray | None,
         Combined flat (any normalisation) or None.
     dark
         Combined dark current (e-/s) or None.
+    config
+        Thresholds (defaults when None).
     """
     from scipy.ndimage import median_filter
 

@@ -52,8 +52,15 @@ def pair_statistics(flat1: np.ndarray, flat2: np.ndarray) -> tuple[float, float]
 
 
 def read_noise_from_bias_pair(bias1: np.ndarray, bias2: np.ndarray) -> float:
-    """Read noise (ADU) from two overscan-subtracted bias frames of one amplifier."""
-    diff = _clipped(np.asarray(bias1, float).ravel() - np.asarray(bias2, float).ravel())
+    """Read noise (ADU) from two bias frames of one amplifier (2-D data sections).
+
+    The median of each row of the difference is removed first, so row-correlated bias
+    offsets (and the noise of a per-row overscan estimate) do not count as read noise.
+    """
+    d = np.asarray(bias1, float) - np.asarray(bias2, float)
+    if d.ndim == 2:
+        d = d - np.median(d, axis=1, keepdims=True)
+    diff = _clipped(d.ravel())
     return float(np.std(diff) / np.sqrt(2.0))
 
 

@@ -122,8 +122,8 @@ def amplifier_from_header(header: Mapping[str, Any], amp: Any, *, filename: str 
     if key is None:
         raise FormatError(f"{where}: no TRIMSEC or DATASEC keyword; cannot find the data section")
     try:
-        data = Box.from_fits_section(str(header[key]).strip())
-        bias = Box.from_fits_section(str(header["BIASSEC"]).strip()) if "BIASSEC" in header else None
+        data = Box.from_fits_section("".join(str(header[key]).split()))
+        bias = Box.from_fits_section("".join(str(header["BIASSEC"]).split())) if "BIASSEC" in header else None
     except (ConfigError, ValueError) as exc:
         raise FormatError(f"{where}: bad section keyword: {exc}") from exc
     naxis = (int(header.get("NAXIS2", data.y1)), int(header.get("NAXIS1", data.x1)))

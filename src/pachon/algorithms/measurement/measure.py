@@ -118,6 +118,20 @@ def measure_sources(
     # 1. first centroids and PSF fluxes on the raw image
     d, v, ok = cubes(image, half)
     dx, dy, cen_ok = windowed_centroid(d, sigma, valid=ok)
+    # recentre the stamps on the pixel nearest the centroid (PSF images are centred there)
+    ix, iy = (
+        ix + np.where(cen_ok, np.rint(dx), 0).astype(int),
+        iy + np.where(cen_ok, np.rint(dy), 0).astype(int),
+    )
+    d, v, ok = cubes(image, half)
+    dx, dy, cen_ok2 = windowed_centroid(d, sigma, valid=ok)
+    cen_ok &= cen_ok2
+    ix, iy = (
+        ix + np.where(cen_ok, np.rint(dx), 0).astype(int),
+        iy + np.where(cen_ok, np.rint(dy), 0).astype(int),
+    )
+    dx, dy = np.where(cen_ok, dx - np.rint(dx), dx), np.where(cen_ok, dy - np.rint(dy), dy)
+    d, v, ok = cubes(image, half)
     px, py = ix + dx + x0, iy + dy + y0
     dp, vp, okp = cubes(image, ph)
     model = psf_stamps(psf, px, py, ph)

@@ -19,7 +19,7 @@ def service_of(request: Request) -> str:
     path = request.url.path
     root = request.scope.get("root_path", "") or ""
     if root and path.startswith(root):
-        path = path[len(root):]
+        path = path[len(root) :]
     return path.strip("/").split("/", 1)[0]
 
 
@@ -46,7 +46,9 @@ def current_user(request: Request) -> User:
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
     else:
-        user = User("anonymous", frozenset(), context.settings.anonymous_scopes_for(service_of(request)), True)
+        user = User(
+            "anonymous", frozenset(), context.settings.anonymous_scopes_for(service_of(request)), True
+        )
     request.state.pachon_user = user
     return user
 

@@ -153,8 +153,15 @@ class AuthStore:
         now = time.time()
         self._query(
             "INSERT INTO token VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (key, _hash(secret), user, " ".join(scopes), now,
-             None if expires_in_s is None else now + expires_in_s, note),
+            (
+                key,
+                _hash(secret),
+                user,
+                " ".join(scopes),
+                now,
+                None if expires_in_s is None else now + expires_in_s,
+                note,
+            ),
         )
         _log.info("created token %s for user %s with scopes %s", key, user, scopes)
         return f"pachon-{key}.{secret}"
@@ -177,8 +184,9 @@ class AuthStore:
     def list_tokens(self, user: str | None = None) -> list[TokenInfo]:
         """Tokens (all, or of one user), oldest first."""
         sql = "SELECT key, user, scopes, created, expires, note FROM token"
-        rows = self._query(sql + (" WHERE user = ?" if user else "") + " ORDER BY created",
-                           (user,) if user else ())
+        rows = self._query(
+            sql + (" WHERE user = ?" if user else "") + " ORDER BY created", (user,) if user else ()
+        )
         return [TokenInfo(k, u, tuple(s.split()), c, e, n) for k, u, s, c, e, n in rows]
 
     def revoke_token(self, key_or_token: str) -> bool:

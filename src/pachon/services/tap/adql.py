@@ -1,12 +1,12 @@
 """ADQL 2.0/2.1 -> DuckDB SQL, with the read-only rules enforced on the parsed query.
 
 Parser choice: sqlglot, with a small ADQL dialect (the generic SQL grammar plus ``TOP``).  On the
-query set of ``benchmarks/bench_tap.py --parsers`` (TAP_SCHEMA lookups, cone searches, joins,
-aggregates, subqueries, ADQL 2.1 OFFSET/ILIKE) sqlglot parsed and translated every query in
-about 0.3 ms each, while queryparser-python3 (the ANTLR ADQL grammar, which emits MySQL or
-PostgreSQL/pgSphere only) took about 20 ms per query and would still need a DuckDB back end of its
-own.  sqlglot gives a typed tree we can check node by node and regenerate for DuckDB (and, later,
-PostgreSQL), it is pure Python, fast, and actively maintained.
+query set of ``benchmarks/bench_tap.py --parsers`` (TAP_SCHEMA lookup, cone search, join,
+aggregate, subquery, DISTANCE) both parsers accepted all six queries; sqlglot parsed and
+regenerated each in about 1.4 ms, queryparser-python3 (the ANTLR ADQL grammar) took about 320 ms
+per query (over 200x slower) and emits only MySQL or PostgreSQL/pgSphere, so DuckDB would need a
+second translation anyway.  sqlglot gives a typed tree we can check node by node and regenerate
+for DuckDB (and later PostgreSQL); it is pure Python and actively maintained.
 
 Safety is by whitelist, not blacklist:
 
@@ -35,7 +35,14 @@ from sqlglot.tokens import Tokenizer, TokenType
 
 from pachon.core.errors import QueryError
 from pachon.services.tap.catalogs import RUN_COLUMN, ServedColumn, ServedTable
-from pachon.services.tap.geometry import Geometry, area_sql, contains_sql, intersects_sql, separation_sql
+from pachon.services.tap.geometry import (
+    Geometry,
+    area_sql,
+    constant,
+    contains_sql,
+    intersects_sql,
+    separation_sql,
+)
 
 __all__ = ["Translation", "translate", "ADQL", "MAX_QUERY_LENGTH"]
 
@@ -53,20 +60,140 @@ class ADQL(Dialect):
         KEYWORDS = {**Tokenizer.KEYWORDS, "TOP": TokenType.TOP}
 
 
-_ALLOWED_NODES = tuple(getattr(exp, n) for n in (
-    "Select", "Union", "Intersect", "Except", "From", "Join", "Where", "Group", "Having", "Order",
-    "Ordered", "Limit", "Offset", "Subquery", "Table", "TableAlias", "Alias", "Column", "Identifier",
-    "Star", "Literal", "Null", "Boolean", "Paren", "Neg", "Not", "And", "Or", "EQ", "NEQ", "GT", "GTE",
-    "LT", "LTE", "Is", "In", "Between", "Like", "ILike", "Add", "Sub", "Mul", "Div", "Mod", "DPipe",
-    "Case", "If", "Cast", "DataType", "Coalesce", "Count", "Avg", "Min", "Max", "Sum", "Distinct", "Abs",
-    "Ceil", "Floor", "Exp", "Ln", "Log", "Sqrt", "Pow", "Round", "Lower", "Upper", "Exists", "Anonymous",
-    "Contains", "Degrees", "Radians", "Pi", "Rand", "Trunc", "Sin", "Cos", "Tan", "Cot", "Asin", "Acos",
-    "Atan", "Atan2", "Tuple", "Dot", "Var", "Sign", "Length", "Substring", "Trim", "Greatest", "Least",
-    "Nullif", "Stddev", "StddevPop", "StddevSamp", "Variance", "VariancePop", "JoinHint", "Interval",
-) if hasattr(exp, n))
-_MATH = {"DEGREES", "RADIANS", "PI", "RAND", "TRUNCATE", "LOG10", "MOD", "COT", "ATAN2", "SIGN",
-         "POWER", "SQRT", "ABS", "CEILING", "FLOOR", "EXP", "ROUND", "SIN", "COS", "TAN", "ASIN", "ACOS",
-         "ATAN", "LOWER", "UPPER", "COALESCE"}
+_ALLOWED_NODES = tuple(
+    getattr(exp, n)
+    for n in (
+        "Select",
+        "Union",
+        "Intersect",
+        "Except",
+        "From",
+        "Join",
+        "Where",
+        "Group",
+        "Having",
+        "Order",
+        "Ordered",
+        "Limit",
+        "Offset",
+        "Subquery",
+        "Table",
+        "TableAlias",
+        "Alias",
+        "Column",
+        "Identifier",
+        "Star",
+        "Literal",
+        "Null",
+        "Boolean",
+        "Paren",
+        "Neg",
+        "Not",
+        "And",
+        "Or",
+        "EQ",
+        "NEQ",
+        "GT",
+        "GTE",
+        "LT",
+        "LTE",
+        "Is",
+        "In",
+        "Between",
+        "Like",
+        "ILike",
+        "Add",
+        "Sub",
+        "Mul",
+        "Div",
+        "Mod",
+        "DPipe",
+        "Case",
+        "If",
+        "Cast",
+        "DataType",
+        "Coalesce",
+        "Count",
+        "Avg",
+        "Min",
+        "Max",
+        "Sum",
+        "Distinct",
+        "Abs",
+        "Ceil",
+        "Floor",
+        "Exp",
+        "Ln",
+        "Log",
+        "Sqrt",
+        "Pow",
+        "Round",
+        "Lower",
+        "Upper",
+        "Exists",
+        "Anonymous",
+        "Contains",
+        "Degrees",
+        "Radians",
+        "Pi",
+        "Rand",
+        "Trunc",
+        "Sin",
+        "Cos",
+        "Tan",
+        "Cot",
+        "Asin",
+        "Acos",
+        "Atan",
+        "Atan2",
+        "Tuple",
+        "Dot",
+        "Var",
+        "Sign",
+        "Length",
+        "Substring",
+        "Trim",
+        "Greatest",
+        "Least",
+        "Nullif",
+        "Stddev",
+        "StddevPop",
+        "StddevSamp",
+        "Variance",
+        "VariancePop",
+        "JoinHint",
+        "Interval",
+    )
+    if hasattr(exp, n)
+)
+_MATH = {
+    "DEGREES",
+    "RADIANS",
+    "PI",
+    "RAND",
+    "TRUNCATE",
+    "LOG10",
+    "MOD",
+    "COT",
+    "ATAN2",
+    "SIGN",
+    "POWER",
+    "SQRT",
+    "ABS",
+    "CEILING",
+    "FLOOR",
+    "EXP",
+    "ROUND",
+    "SIN",
+    "COS",
+    "TAN",
+    "ASIN",
+    "ACOS",
+    "ATAN",
+    "LOWER",
+    "UPPER",
+    "COALESCE",
+}
 _RENAMED = {"TRUNCATE": "TRUNC", "RAND": "RANDOM", "CEILING": "CEIL"}
 _GEOMETRY = {"POINT": 2, "CIRCLE": 3, "BOX": 4, "POLYGON": 6}
 _PREDICATES = {"CONTAINS", "INTERSECTS"}
@@ -125,21 +252,21 @@ def _geometry(node: exp.Expression) -> Geometry:
     if name == "CIRCLE":
         return Geometry("circle", texts)
     if name == "BOX":
-        x, y, w, h = texts
-        corners = [(f"({x}) - ({w}) / 2", f"({y}) - ({h}) / 2"), (f"({x}) + ({w}) / 2", f"({y}) - ({h}) / 2"),
-                   (f"({x}) + ({w}) / 2", f"({y}) + ({h}) / 2"), (f"({x}) - ({w}) / 2", f"({y}) + ({h}) / 2")]
-        from pachon.services.tap.geometry import constant
-
         vals = [constant(t) for t in texts]
         if any(v is None for v in vals):
             raise QueryError("BOX arguments must be numeric constants in this service")
         cx, cy, cw, ch = vals
-        flat = (cx - cw / 2, cy - ch / 2, cx + cw / 2, cy - ch / 2, cx + cw / 2, cy + ch / 2, cx - cw / 2, cy + ch / 2)
-        del corners
+        xs, ys = (
+            (cx - cw / 2, cx + cw / 2, cx + cw / 2, cx - cw / 2),
+            (cy - ch / 2, cy - ch / 2, cy + ch / 2, cy + ch / 2),
+        )
+        flat = [v for pair in zip(xs, ys, strict=True) for v in pair]
         return Geometry("polygon", tuple(repr(v) for v in flat))
     if len(texts) < 6 or len(texts) % 2:
-        raise QueryError(f"POLYGON takes a coordinate system and pairs of numbers (>= 3 vertices), got "
-                         f"{len(texts)} numbers")
+        raise QueryError(
+            f"POLYGON takes a coordinate system and pairs of numbers (>= 3 vertices), got "
+            f"{len(texts)} numbers"
+        )
     return Geometry("polygon", texts)
 
 
@@ -156,10 +283,11 @@ def _rewrite_functions(tree: exp.Expression) -> exp.Expression:
         if isinstance(node, (exp.Anonymous, exp.Contains)) and name in _PREDICATES:
             if len(node.expressions if isinstance(node, exp.Anonymous) else (0, 0)) != 2:
                 raise QueryError(f"{name} takes two geometries")
-            a, b = (node.expressions if isinstance(node, exp.Anonymous) else (node.this, node.expression))
+            a, b = node.expressions if isinstance(node, exp.Anonymous) else (node.this, node.expression)
             sql = (contains_sql if name == "CONTAINS" else intersects_sql)(_geometry(a), _geometry(b))
-            new = exp.Cast(this=exp.Paren(this=sqlglot.parse_one(sql, read="duckdb")),
-                           to=exp.DataType.build("INT"))
+            new = exp.Cast(
+                this=exp.Paren(this=sqlglot.parse_one(sql, read="duckdb")), to=exp.DataType.build("INT")
+            )
             predicates.add(id(new))
             return new
         if isinstance(node, exp.Anonymous) and name in _OTHER_GEO:
@@ -186,8 +314,10 @@ def _rewrite_functions(tree: exp.Expression) -> exp.Expression:
                 raise QueryError(f"{name} takes a POINT")
             return sqlglot.parse_one(g.args[0 if name == "COORD1" else 1], read="duckdb")
         if isinstance(node, exp.Anonymous) and name in _GEOMETRY:
-            raise QueryError(f"{name} values cannot be selected or compared here; use them inside "
-                             "CONTAINS, INTERSECTS or DISTANCE (or COORD1/COORD2)")
+            raise QueryError(
+                f"{name} values cannot be selected or compared here; use them inside "
+                "CONTAINS, INTERSECTS or DISTANCE (or COORD1/COORD2)"
+            )
         if isinstance(node, exp.Anonymous):
             if name not in _MATH:
                 raise QueryError(f"unknown or forbidden function {node.name!r}; ADQL functions only")
@@ -220,12 +350,19 @@ def _check_nodes(tree: exp.Expression) -> None:
         if not isinstance(node, _ALLOWED_NODES):
             raise QueryError(f"{type(node).__name__} is not allowed in an ADQL query ({node.sql()[:60]!r})")
         if isinstance(node, exp.Table) and not isinstance(node.this, exp.Identifier):
-            raise QueryError(f"table functions are not allowed ({node.sql()[:60]!r}); name a table "
-                             "listed in TAP_SCHEMA.tables")
+            raise QueryError(
+                f"table functions are not allowed ({node.sql()[:60]!r}); name a table "
+                "listed in TAP_SCHEMA.tables"
+            )
 
 
-def _replace_tables(tree: exp.Expression, tables: Mapping[str, ServedTable], visible_runs: Sequence[str] | None,
-                    uploads: Mapping[str, str], used: list[ServedTable]) -> exp.Expression:
+def _replace_tables(
+    tree: exp.Expression,
+    tables: Mapping[str, ServedTable],
+    visible_runs: Sequence[str] | None,
+    uploads: Mapping[str, str],
+    used: list[ServedTable],
+) -> exp.Expression:
     by_name: dict[str, list[ServedTable]] = {}
     for t in tables.values():
         by_name.setdefault(t.name.lower(), []).append(t)
@@ -242,8 +379,10 @@ def _replace_tables(tree: exp.Expression, tables: Mapping[str, ServedTable], vis
             if name not in uploads:
                 raise QueryError(f"TAP_UPLOAD.{node.name} was not uploaded (UPLOAD={node.name},param:...)")
             stripped[f"tap_upload.{name}"] = alias
-            return exp.Table(this=exp.to_identifier(uploads[name], quoted=True),
-                             alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+            return exp.Table(
+                this=exp.to_identifier(uploads[name], quoted=True),
+                alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)),
+            )
         if schema:
             served = tables.get(f"{schema}.{name}")
         else:
@@ -256,9 +395,11 @@ def _replace_tables(tree: exp.Expression, tables: Mapping[str, ServedTable], vis
         stripped[served.qualified.lower()] = alias
         target = f'"{served.schema}"."{served.name}"'
         if not served.run_filtered:
-            return exp.Table(this=exp.to_identifier(served.name, quoted=True),
-                             db=exp.to_identifier(served.schema, quoted=True),
-                             alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+            return exp.Table(
+                this=exp.to_identifier(served.name, quoted=True),
+                db=exp.to_identifier(served.schema, quoted=True),
+                alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)),
+            )
         where = ""
         if visible_runs is not None:
             runs = ", ".join(exp.Literal.string(r).sql(dialect="duckdb") for r in visible_runs) or "NULL"

@@ -217,7 +217,8 @@ class CatalogDatabase:
         self.tables = {t.qualified.lower(): t for t in read_served_tables(self._conn)}
         self.keys = self._conn.execute(
             'SELECT k.from_table, k.target_table, c.from_column, c.target_column FROM "TAP_SCHEMA"."keys" k '
-            'JOIN "TAP_SCHEMA"."key_columns" c USING (key_id) ORDER BY k.key_id').fetchall()
+            'JOIN "TAP_SCHEMA"."key_columns" c USING (key_id) ORDER BY k.key_id'
+        ).fetchall()
         _log.info("TAP serves %d tables: %s", len(self.tables), ", ".join(sorted(self.tables)))
 
     # -- querying --------------------------------------------------------------------------------

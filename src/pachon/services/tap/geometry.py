@@ -56,8 +56,10 @@ def constant(sql: str) -> float | None:
 
 def separation_sql(x1: str, y1: str, x2: str, y2: str) -> str:
     """SQL of the angular separation (deg) between two points (haversine formula)."""
-    hav = (f"POWER(SIN(RADIANS(({y2}) - ({y1})) / 2), 2) + COS(RADIANS({y1})) * COS(RADIANS({y2})) "
-           f"* POWER(SIN(RADIANS(({x2}) - ({x1})) / 2), 2)")
+    hav = (
+        f"POWER(SIN(RADIANS(({y2}) - ({y1})) / 2), 2) + COS(RADIANS({y1})) * COS(RADIANS({y2})) "
+        f"* POWER(SIN(RADIANS(({x2}) - ({x1})) / 2), 2)"
+    )
     return f"DEGREES(2 * ASIN(LEAST(1.0, SQRT({hav}))))"
 
 
@@ -71,7 +73,9 @@ def _band(x: str, y: str, cx: float, cy: float, r: float) -> list[str]:
         dra = dra * 1.0001 + 1e-9
         a, b = (cx - dra) % 360.0, (cx + dra) % 360.0
         if 2 * dra < 360.0:
-            terms.append(f"({x}) BETWEEN {a!r} AND {b!r}" if a <= b else f"(({x}) >= {a!r} OR ({x}) <= {b!r})")
+            terms.append(
+                f"({x}) BETWEEN {a!r} AND {b!r}" if a <= b else f"(({x}) >= {a!r} OR ({x}) <= {b!r})"
+            )
     return terms
 
 
@@ -110,7 +114,9 @@ def _point_in_polygon(p: Geometry, poly: Geometry) -> str:
     px = f"COS(RADIANS({y})) * COS(RADIANS({x}))"
     py = f"COS(RADIANS({y})) * SIN(RADIANS({x}))"
     pz = f"SIN(RADIANS({y}))"
-    tests = [f"({float(n[0])!r} * {px} + {float(n[1])!r} * {py} + {float(n[2])!r} * {pz}) >= 0" for n in normals]
+    tests = [
+        f"({float(n[0])!r} * {px} + {float(n[1])!r} * {py} + {float(n[2])!r} * {pz}) >= 0" for n in normals
+    ]
     c_lon = math.degrees(math.atan2(float(centre[1]), float(centre[0]))) % 360
     c_lat = math.degrees(math.asin(float(centre[2])))
     radius = float(np.degrees(np.arccos(np.clip(v @ centre, -1, 1))).max()) * 1.0001 + 1e-9
@@ -127,8 +133,10 @@ def contains_sql(a: Geometry, b: Geometry) -> str:
         x1, y1, r1 = a.args
         x2, y2, r2 = b.args
         return f"({separation_sql(x1, y1, x2, y2)} + ({r1}) <= ({r2}))"
-    raise QueryError(f"CONTAINS({a.kind.upper()}, {b.kind.upper()}) is not supported; use a POINT "
-                     "in a CIRCLE or POLYGON, or a CIRCLE in a CIRCLE")
+    raise QueryError(
+        f"CONTAINS({a.kind.upper()}, {b.kind.upper()}) is not supported; use a POINT "
+        "in a CIRCLE or POLYGON, or a CIRCLE in a CIRCLE"
+    )
 
 
 def intersects_sql(a: Geometry, b: Geometry) -> str:
@@ -141,8 +149,10 @@ def intersects_sql(a: Geometry, b: Geometry) -> str:
         x1, y1, r1 = a.args
         x2, y2, r2 = b.args
         return f"({separation_sql(x1, y1, x2, y2)} <= ({r1}) + ({r2}))"
-    raise QueryError(f"INTERSECTS({a.kind.upper()}, {b.kind.upper()}) is not supported; use a POINT "
-                     "with a CIRCLE or POLYGON, or two CIRCLEs")
+    raise QueryError(
+        f"INTERSECTS({a.kind.upper()}, {b.kind.upper()}) is not supported; use a POINT "
+        "with a CIRCLE or POLYGON, or two CIRCLEs"
+    )
 
 
 def area_sql(g: Geometry) -> str:

@@ -29,8 +29,18 @@ __all__ = ["Job", "JobManager", "JobNotFoundError", "QuotaError", "PHASES", "ACT
 
 _log = logging.getLogger(__name__)
 
-PHASES = ("PENDING", "QUEUED", "EXECUTING", "COMPLETED", "ERROR", "ABORTED", "HELD", "SUSPENDED",
-          "ARCHIVED", "UNKNOWN")
+PHASES = (
+    "PENDING",
+    "QUEUED",
+    "EXECUTING",
+    "COMPLETED",
+    "ERROR",
+    "ABORTED",
+    "HELD",
+    "SUSPENDED",
+    "ARCHIVED",
+    "UNKNOWN",
+)
 ACTIVE_PHASES = ("PENDING", "QUEUED", "EXECUTING")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS job (
@@ -40,8 +50,25 @@ CREATE TABLE IF NOT EXISTS job (
     result_format TEXT, result_media TEXT, result_rows INTEGER, run_id TEXT
 );
 """
-_COLUMNS = ("id", "owner", "groups", "scopes", "anonymous", "phase", "params", "created", "started", "ended",
-            "duration", "destruction", "error", "result_format", "result_media", "result_rows", "run_id")
+_COLUMNS = (
+    "id",
+    "owner",
+    "groups",
+    "scopes",
+    "anonymous",
+    "phase",
+    "params",
+    "created",
+    "started",
+    "ended",
+    "duration",
+    "destruction",
+    "error",
+    "result_format",
+    "result_media",
+    "result_rows",
+    "run_id",
+)
 
 
 @dataclass
@@ -73,8 +100,9 @@ class Job:
 
     def user(self) -> User:
         """The owner as a `User` (queries run with the owner's rights at submission)."""
-        return User(self.owner, frozenset(self.groups.split()), frozenset(self.scopes.split()),
-                    bool(self.anonymous))
+        return User(
+            self.owner, frozenset(self.groups.split()), frozenset(self.scopes.split()), bool(self.anonymous)
+        )
 
 
 class JobManager:
@@ -92,13 +120,17 @@ class JobManager:
         self.root = self.settings.resolved_data_dir() / "jobs"
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.root.parent / "jobs.sqlite3", check_same_thread=False,
-                                   isolation_level=None)
+        self._db = sqlite3.connect(
+            self.root.parent / "jobs.sqlite3", check_same_thread=False, isolation_level=None
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
         self._pool = ThreadPoolExecutor(self.settings.async_workers, thread_name_prefix="tap-async")
-        n = self._exec("UPDATE job SET phase = 'ERROR', error = 'the service restarted while the job ran', "
-                       "ended = ? WHERE phase IN ('QUEUED', 'EXECUTING')", (time.time(),))
+        n = self._exec(
+            "UPDATE job SET phase = 'ERROR', error = 'the service restarted while the job ran', "
+            "ended = ? WHERE phase IN ('QUEUED', 'EXECUTING')",
+            (time.time(),),
+        )
         if n:
             _log.warning("%d async jobs were interrupted by a restart and marked ERROR", n)
 
@@ -126,8 +158,10 @@ class JobManager:
         self.sweep()
         (count,) = self._db.execute("SELECT count(*) FROM job WHERE owner = ?", (user.name,)).fetchone()
         if count >= self.settings.async_jobs_per_user:
-            raise QuotaError(f"user {user.name!r} holds {count} async jobs, the quota; delete some "
-                             "(DELETE /tap/async/<id>) before submitting more")
+            raise QuotaError(
+                f"user {user.name!r} holds {count} async jobs, the quota; delete some "
+                "(DELETE /tap/async/<id>) before submitting more"
+            )
         job_id = uuid.uuid4().hex
         folder = self.job_dir(job_id)
         folder.mkdir(parents=True)
@@ -140,9 +174,25 @@ class JobManager:
         duration = int(self.settings.async_timeout_s)
         self._exec(
             f"INSERT INTO job ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-            (job_id, user.name, " ".join(sorted(user.groups)), " ".join(sorted(user.scopes)),
-             int(user.anonymous), "PENDING", json.dumps(clean), now, None, None, duration,
-             now + self.settings.async_destruction_days * 86400, None, None, None, None, run_id),
+            (
+                job_id,
+                user.name,
+                " ".join(sorted(user.groups)),
+                " ".join(sorted(user.scopes)),
+                int(user.anonymous),
+                "PENDING",
+                json.dumps(clean),
+                now,
+                None,
+                None,
+                duration,
+                now + self.settings.async_destruction_days * 86400,
+                None,
+                None,
+                None,
+                None,
+                run_id,
+            ),
         )
         return self.get(job_id, user)
 
@@ -153,8 +203,9 @@ class JobManager:
             raise JobNotFoundError(f"no async job {job_id!r} of user {user.name!r}")
         return rows[0]
 
-    def list(self, user: User, phases: list[str] | None = None, last: int | None = None,
-             after: float | None = None) -> list[Job]:
+    def list(
+        self, user: User, phases: list[str] | None = None, last: int | None = None, after: float | None = None
+    ) -> list[Job]:
         """Jobs of ``user``, newest first."""
         self.sweep()
         jobs = self._rows("WHERE owner = ? ORDER BY created DESC", (user.name,))
@@ -168,8 +219,10 @@ class JobManager:
         """Add or replace parameters of a PENDING job."""
         if job.phase != "PENDING":
             raise QueryError(f"job {job.id} is {job.phase}; parameters can change only while PENDING")
-        merged = {**job.parameters,
-                  **{k.upper(): v for k, v in params.items() if k.upper() not in ("PHASE", "RUNID")}}
+        merged = {
+            **job.parameters,
+            **{k.upper(): v for k, v in params.items() if k.upper() not in ("PHASE", "RUNID")},
+        }
         run_id = next((v for k, v in params.items() if k.upper() == "RUNID"), job.run_id)
         self._exec("UPDATE job SET params = ?, run_id = ? WHERE id = ?", (json.dumps(merged), run_id, job.id))
 
@@ -193,8 +246,11 @@ class JobManager:
 
     def abort(self, job: Job) -> None:
         """Abort a job that has not finished."""
-        self._exec("UPDATE job SET phase = 'ABORTED', ended = ? WHERE id = ? AND phase IN "
-                   "('PENDING', 'QUEUED', 'EXECUTING')", (time.time(), job.id))
+        self._exec(
+            "UPDATE job SET phase = 'ABORTED', ended = ? WHERE id = ? AND phase IN "
+            "('PENDING', 'QUEUED', 'EXECUTING')",
+            (time.time(), job.id),
+        )
 
     def delete(self, job: Job) -> None:
         """Destroy a job and its files."""
@@ -221,13 +277,15 @@ class JobManager:
     def _execute(self, job_id: str) -> None:
         from pachon.services.tap.query import parse_params, render, run_query
 
-        if not self._exec("UPDATE job SET phase = 'EXECUTING', started = ? WHERE id = ? AND phase = 'QUEUED'",
-                          (time.time(), job_id)):
+        if not self._exec(
+            "UPDATE job SET phase = 'EXECUTING', started = ? WHERE id = ? AND phase = 'QUEUED'",
+            (time.time(), job_id),
+        ):
             return
         job = self._rows("WHERE id = ?", (job_id,))[0]
         folder = self.job_dir(job_id)
         try:
-            files = {p.name[len("upload_"):]: p.read_bytes() for p in folder.glob("upload_*")}
+            files = {p.name[len("upload_") :]: p.read_bytes() for p in folder.glob("upload_*")}
             params = parse_params(job.parameters, files, self.settings.max_rows, self.settings.default_maxrec)
             result = run_query(self.context, job.user(), params, timeout_s=job.duration)
             body, media = render(result, params.format, self.settings.base_url)
@@ -235,7 +293,8 @@ class JobManager:
             done = self._exec(
                 "UPDATE job SET phase = 'COMPLETED', ended = ?, result_format = ?, result_media = ?, "
                 "result_rows = ? WHERE id = ? AND phase = 'EXECUTING'",
-                (time.time(), params.format, media, result.table.num_rows, job_id))
+                (time.time(), params.format, media, result.table.num_rows, job_id),
+            )
             if not done:
                 (folder / "result").unlink(missing_ok=True)
         except PachonError as exc:
@@ -245,8 +304,10 @@ class JobManager:
             self._fail(job_id, f"internal error: {type(exc).__name__}")
 
     def _fail(self, job_id: str, message: str) -> None:
-        self._exec("UPDATE job SET phase = 'ERROR', ended = ?, error = ? WHERE id = ? AND phase = 'EXECUTING'",
-                   (time.time(), message, job_id))
+        self._exec(
+            "UPDATE job SET phase = 'ERROR', ended = ?, error = ? WHERE id = ? AND phase = 'EXECUTING'",
+            (time.time(), message, job_id),
+        )
 
 
 class JobNotFoundError(QueryError):

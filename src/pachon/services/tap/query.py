@@ -22,8 +22,16 @@ from pachon.services.auth.store import User
 from pachon.services.tap.adql import translate
 from pachon.services.votable import VOTABLE_MEDIA_TYPE, arrow_to_votable
 
-__all__ = ["QueryParams", "QueryResult", "parse_params", "run_query", "render", "FORMATS",
-           "read_upload", "QueryTimeoutError"]
+__all__ = [
+    "QueryParams",
+    "QueryResult",
+    "parse_params",
+    "run_query",
+    "render",
+    "FORMATS",
+    "read_upload",
+    "QueryTimeoutError",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -91,14 +99,18 @@ def read_upload(data: bytes, name: str) -> pa.Table:
         names.append(col.name)
     fields = []
     for name, arr in zip(names, arrays, strict=True):
-        meta = {k: str(v) for k in ("xtype", "unit", "ucd") if (v := table[name].meta.get(k) or
-                                                               getattr(table[name], k, None))}
+        meta = {
+            k: str(v)
+            for k in ("xtype", "unit", "ucd")
+            if (v := table[name].meta.get(k) or getattr(table[name], k, None))
+        }
         fields.append(pa.field(name, arr.type, metadata=meta or None))
     return pa.table(arrays, schema=pa.schema(fields))
 
 
-def parse_params(params: Mapping[str, Any], files: Mapping[str, bytes], max_rows: int,
-                 default_maxrec: int) -> QueryParams:
+def parse_params(
+    params: Mapping[str, Any], files: Mapping[str, bytes], max_rows: int, default_maxrec: int
+) -> QueryParams:
     """Validate TAP parameters (names case-insensitive) into `QueryParams`.
 
     Raises
@@ -140,7 +152,7 @@ def parse_params(params: Mapping[str, Any], files: Mapping[str, bytes], max_rows
             continue
         if not source.startswith("param:"):
             raise QueryError(f"UPLOAD {name}: use name,param:part or name,http(s)://..., not {source!r}")
-        part = source[len("param:"):]
+        part = source[len("param:") :]
         if part not in files:
             raise QueryError(f"UPLOAD {name}: no multipart part named {part!r} in the request")
         uploads[name.lower()] = read_upload(files[part], name)
@@ -199,8 +211,9 @@ def run_query(context: Any, user: User, params: QueryParams, *, timeout_s: float
         timer.start()
         table = cursor.sql(tr.sql).to_arrow_table()
     except duckdb.InterruptException:
-        raise QueryTimeoutError(f"query ran past the time limit of {timeout_s:g} s; narrow it or run it "
-                           "with /tap/async") from None
+        raise QueryTimeoutError(
+            f"query ran past the time limit of {timeout_s:g} s; narrow it or run it with /tap/async"
+        ) from None
     except duckdb.Error as exc:
         if timed_out.is_set():
             raise QueryTimeoutError(f"query ran past the time limit of {timeout_s:g} s") from None
@@ -212,8 +225,10 @@ def run_query(context: Any, user: User, params: QueryParams, *, timeout_s: float
     overflow = params.maxrec is not None and (table.num_rows > params.maxrec or params.maxrec == 0)
     if params.maxrec is not None and table.num_rows > params.maxrec:
         table = table.slice(0, params.maxrec)
-    meta = {name: {"unit": c.unit, "ucd": c.ucd, "utype": c.utype, "description": c.description,
-                   "xtype": c.xtype} for name, c in tr.column_meta().items()}
+    meta = {
+        name: {"unit": c.unit, "ucd": c.ucd, "utype": c.utype, "description": c.description, "xtype": c.xtype}
+        for name, c in tr.column_meta().items()
+    }
     for up in params.uploads.values():
         for f in up.schema:
             if f.metadata and f.name not in meta:
@@ -236,7 +251,9 @@ def render(result: QueryResult, fmt: str, base_url: str | None = None) -> tuple[
         buf = io.BytesIO()
         pq.write_table(table, buf)
         return buf.getvalue(), "application/vnd.apache.parquet"
-    return arrow_to_votable(table, overflow=result.overflow, column_meta=result.column_meta), VOTABLE_MEDIA_TYPE
+    return arrow_to_votable(
+        table, overflow=result.overflow, column_meta=result.column_meta
+    ), VOTABLE_MEDIA_TYPE
 
 
 def _csv_safe(table: pa.Table) -> pa.Table:

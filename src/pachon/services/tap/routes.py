@@ -54,31 +54,42 @@ def tap_router(context: ServiceContext) -> APIRouter:
         raw, files = await request_params(request)
         try:
             params = parse_params(raw, files, settings.max_rows, settings.default_maxrec)
-            result = await run_in_threadpool(run_query, context, user, params,
-                                             timeout_s=settings.query_timeout_s)
+            result = await run_in_threadpool(
+                run_query, context, user, params, timeout_s=settings.query_timeout_s
+            )
             body, media = await run_in_threadpool(render, result, params.format, context.base_url(request))
         except QueryTimeoutError as exc:
             raise HTTPException(400, str(exc)) from None
         except QueryError as exc:
             raise HTTPException(400, str(exc)) from None
-        _log.info("sync query by %s: %d rows%s", user.name, result.table.num_rows,
-                  " (overflow)" if result.overflow else "")
+        _log.info(
+            "sync query by %s: %d rows%s",
+            user.name,
+            result.table.num_rows,
+            " (overflow)" if result.overflow else "",
+        )
         return Response(body, media_type=media)
 
     @api.get("/availability")
     def availability() -> Response:
         ok = context.catalogs is not None
-        return Response(availability_xml(ok, "service is accepting queries" if ok else "no catalog database"),
-                        media_type=_XML)
+        return Response(
+            availability_xml(ok, "service is accepting queries" if ok else "no catalog database"),
+            media_type=_XML,
+        )
 
     @api.get("/capabilities")
     def capabilities(request: Request) -> Response:
-        return Response(capabilities_xml(tap_base(request), settings.max_rows, settings.default_maxrec,
-                                         MAX_UPLOAD_BYTES), media_type=_XML)
+        return Response(
+            capabilities_xml(tap_base(request), settings.max_rows, settings.default_maxrec, MAX_UPLOAD_BYTES),
+            media_type=_XML,
+        )
 
     @api.get("/tables")
     def tables(detail: str | None = None) -> Response:
-        return Response(tables_xml(context.catalogs.tables.values(), keys=context.catalogs.keys), media_type=_XML)
+        return Response(
+            tables_xml(context.catalogs.tables.values(), keys=context.catalogs.keys), media_type=_XML
+        )
 
     @api.get("/tables/{name}")
     def table(name: str) -> Response:

@@ -20,8 +20,10 @@ from pachon.services.votable import VOTABLE_MEDIA_TYPE, error_votable
 __all__ = ["uws_router", "job_xml"]
 
 _log = logging.getLogger(__name__)
-_NS = ('xmlns:uws="http://www.ivoa.net/xml/UWS/v1.0" xmlns:xlink="http://www.w3.org/1999/xlink" '
-       'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"')
+_NS = (
+    'xmlns:uws="http://www.ivoa.net/xml/UWS/v1.0" xmlns:xlink="http://www.w3.org/1999/xlink" '
+    'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+)
 _MAX_WAIT_S = 60.0
 
 
@@ -33,8 +35,9 @@ def _iso(t: float | None) -> str | None:
 
 def _parse_iso(text: str) -> float:
     try:
-        return dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00")).replace(
-            tzinfo=dt.UTC).timestamp()
+        return (
+            dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00")).replace(tzinfo=dt.UTC).timestamp()
+        )
     except ValueError:
         raise QueryError(f"{text!r} is not an ISO-8601 time (e.g. 2030-01-01T00:00:00Z)") from None
 
@@ -47,15 +50,19 @@ def _element(name: str, value: str | None) -> str:
 
 def job_xml(job: Job, base: str) -> str:
     """The UWS job document."""
-    params = "".join(f"<uws:parameter id={quoteattr(k.lower())}>{escape(str(v))}</uws:parameter>"
-                     for k, v in job.parameters.items())
+    params = "".join(
+        f"<uws:parameter id={quoteattr(k.lower())}>{escape(str(v))}</uws:parameter>"
+        for k, v in job.parameters.items()
+    )
     results = ""
     if job.phase == "COMPLETED":
         results = f'<uws:result id="result" xlink:href={quoteattr(f"{base}/{job.id}/results/result")}/>'
     error = ""
     if job.phase == "ERROR":
-        error = (f'<uws:errorSummary type="fatal" hasDetail="true"><uws:message>{escape(job.error or "")}'
-                 "</uws:message></uws:errorSummary>")
+        error = (
+            f'<uws:errorSummary type="fatal" hasDetail="true"><uws:message>{escape(job.error or "")}'
+            "</uws:message></uws:errorSummary>"
+        )
     return (
         f'<?xml version="1.0" encoding="UTF-8"?>\n<uws:job {_NS} version="1.1">'
         f"{_element('jobId', job.id)}{_element('runId', job.run_id) if job.run_id else ''}"
@@ -69,7 +76,7 @@ def job_xml(job: Job, base: str) -> str:
 
 def _jobs_xml(jobs: list[Job], base: str) -> str:
     refs = "".join(
-        f'<uws:jobref id={quoteattr(j.id)} xlink:href={quoteattr(f"{base}/{j.id}")}>'
+        f"<uws:jobref id={quoteattr(j.id)} xlink:href={quoteattr(f'{base}/{j.id}')}>"
         f"{_element('phase', j.phase)}{_element('creationTime', _iso(j.created))}</uws:jobref>"
         for j in jobs
     )
@@ -105,7 +112,9 @@ def uws_router(context: ServiceContext) -> APIRouter:
         last = qp.get("LAST") or qp.get("last")
         after = qp.get("AFTER") or qp.get("after")
         try:
-            jobs = manager.list(user, phases, int(last) if last else None, _parse_iso(after) if after else None)
+            jobs = manager.list(
+                user, phases, int(last) if last else None, _parse_iso(after) if after else None
+            )
         except (ValueError, QueryError) as exc:
             raise HTTPException(400, str(exc)) from None
         return xml(_jobs_xml(jobs, base(request)))
@@ -150,11 +159,15 @@ def uws_router(context: ServiceContext) -> APIRouter:
         return RedirectResponse(base(request), status_code=303)
 
     @api.get("/{job_id}/{field}")
-    def get_field(job_id: str, field: str, request: Request,
-                  user: User = Depends(read_tap)) -> Response:  # noqa: B008
+    def get_field(job_id: str, field: str, request: Request, user: User = Depends(read_tap)) -> Response:  # noqa: B008
         job = load(job_id, user)
-        values = {"phase": job.phase, "executionduration": str(job.duration),
-                  "destruction": _iso(job.destruction), "quote": "", "owner": "" if job.anonymous else job.owner}
+        values = {
+            "phase": job.phase,
+            "executionduration": str(job.duration),
+            "destruction": _iso(job.destruction),
+            "quote": "",
+            "owner": "" if job.anonymous else job.owner,
+        }
         if field in values:
             return Response(values[field] or "", media_type="text/plain")
         if field == "error":
@@ -164,13 +177,17 @@ def uws_router(context: ServiceContext) -> APIRouter:
         if field == "parameters":
             doc = job_xml(job, "")
             start, end = doc.index("<uws:parameters>"), doc.index("</uws:parameters>")
-            return xml(f'<?xml version="1.0" encoding="UTF-8"?>\n<uws:parameters {_NS}>'
-                       f"{doc[start + 16:end]}</uws:parameters>\n")
+            return xml(
+                f'<?xml version="1.0" encoding="UTF-8"?>\n<uws:parameters {_NS}>'
+                f"{doc[start + 16 : end]}</uws:parameters>\n"
+            )
         if field == "results":
             doc = job_xml(job, base(request))
             start, end = doc.index("<uws:results>"), doc.index("</uws:results>")
-            return xml(f'<?xml version="1.0" encoding="UTF-8"?>\n<uws:results {_NS}>'
-                       f"{doc[start + 13:end]}</uws:results>\n")
+            return xml(
+                f'<?xml version="1.0" encoding="UTF-8"?>\n<uws:results {_NS}>'
+                f"{doc[start + 13 : end]}</uws:results>\n"
+            )
         raise HTTPException(404, f"jobs have no {field!r}")
 
     @api.get("/{job_id}/results/result")
@@ -182,8 +199,12 @@ def uws_router(context: ServiceContext) -> APIRouter:
         return FileResponse(path, media_type=job.result_media or VOTABLE_MEDIA_TYPE)
 
     @api.post("/{job_id}/{field}")
-    async def post_field(job_id: str, field: str, request: Request,
-                         user: User = Depends(read_tap)) -> Response:  # noqa: B008
+    async def post_field(
+        job_id: str,
+        field: str,
+        request: Request,
+        user: User = Depends(read_tap),  # noqa: B008
+    ) -> Response:
         job = load(job_id, user)
         params, _ = await request_params(request)
         upper = {k.upper(): v for k, v in params.items()}

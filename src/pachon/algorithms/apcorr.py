@@ -1,0 +1,94 @@
+"""Aperture corrections: the ratio of a large-aperture flux to the PSF flux of stars.
+
+PSF fluxes measure the light under the (finite) PSF model; a large aperture holds nearly all
+of a star's light.  The ratio, fitted over the image as a low-order polynomial of position
+with sigma clipping, scales PSF fluxes so that the two agree for stars.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from pachon.algorithms.psf.pixel_psf import poly_design
+from pachon.core.errors import PachonError
+
+__all__ = ["ApertureCorrection", "ApertureCorrectionError", "fit_aperture_correction"]
+
+_log = logging.getLogger(__name__)
+
+
+class ApertureCorrectionError(PachonError, RuntimeError):
+    """Too few bright stars to measure an aperture correction."""
+
+
+@dataclass
+class ApertureCorrection:
+    """A smooth aperture correction ``ap_flux / psf_flux`` over the image."""
+
+    coefficients: np.ndarray
+    order: int
+    centre: tuple[float, float]
+    scale: tuple[float, float]
+    error: float
+    n_stars: int
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """The correction at positions ``(x, y)``."""
+        u = (np.asarray(x, float) - self.centre[0]) / self.scale[0]
+        v = (np.asarray(y, float) - self.centre[1]) / self.scale[1]
+        return poly_design(u, v, self.order) @ self.coefficients
+
+    def apply(
+        self, x: np.ndarray, y: np.ndarray, flux: np.ndarray, flux_err: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Corrected flux and error (the correction's own error added), and the correction."""
+        c = self.evaluate(x, y)
+        f = flux * c
+        err = np.hypot(flux_err * c, flux * self.error)
+        return f, err, c
+
+
+def fit_aperture_correction(
+    x: np.ndarray,
+    y: np.ndarray,
+    psf_flux: np.ndarray,
+    ap_flux: np.ndarray,
+    ap_flux_err: np.ndarray,
+    *,
+    order: int = 0,
+    nsigma: float = 3.0,
+    min_stars: int = 3,
+) -> ApertureCorrection:
+    """Fit ``ap_flux / psf_flux`` of stars (pass only stars) as a polynomial of position."""
+    x, y, pf, af, ae = (np.asarray(a, float) for a in (x, y, psf_flux, ap_flux, ap_flux_err))
+    ok = (pf > 0) & (af > 0) & np.isfinite(ae)
+    if ok.sum() < min_stars:
+        raise ApertureCorrectionError(
+            f"aperture correction: {int(ok.sum())} usable star(s), need {min_stars}; lower the S/N cut"
+        )
+    while order > 0 and ok.sum() < 4 * len(poly_design(np.zeros(1), np.zeros(1), order)[0]):
+        order -= 1
+    ratio = np.where(ok, af / np.where(pf > 0, pf, 1.0), np.nan)
+    sig = np.where(ok, ae / np.where(pf > 0, pf, 1.0), np.inf)
+    w = 1.0 / np.maximum(sig, 1e-3) ** 2
+    centre = (float(np.mean(x[ok])), float(np.mean(y[ok])))
+    scale = (max(float(np.ptp(x[ok])) / 2, 1.0), max(float(np.ptp(y[ok])) / 2, 1.0))
+    design = poly_design((x - centre[0]) / scale[0], (y - centre[1]) / scale[1], order)
+    used = ok.copy()
+    coef = np.zeros(design.shape[1])
+    for _ in range(5):
+        sw = np.sqrt(w[used])
+        coef = np.linalg.lstsq(design[used] * sw[:, None], ratio[used] * sw, rcond=None)[0]
+        resid = ratio - design @ coef
+        scat = 1.4826 * np.median(np.abs(resid[used]))
+        new = ok & (np.abs(resid) < nsigma * np.hypot(scat, sig))
+        if new.sum() < min_stars or np.array_equal(new, used):
+            break
+        used = new
+    err = float(1.0 / np.sqrt(np.sum(w[used])))
+    err = max(err, float(scat) / np.sqrt(used.sum()))
+    _log.info("aperture correction: %.4f (order %d, %d stars)", float(coef[0]), order, int(used.sum()))
+    return ApertureCorrection(coef, order, centre, scale, err, int(used.sum()))

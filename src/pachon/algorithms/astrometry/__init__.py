@@ -1,0 +1,16 @@
+"""Astrometric calibration: pattern matching to a reference catalogue, TAN-SIP fitting, blind solving."""
+
+from __future__ import annotations
+
+from pachon.algorithms.astrometry.matching import AstrometryError, match_triangles
+from pachon.algorithms.astrometry.sip import fit_tan_sip
+from pachon.algorithms.astrometry.solve import AstrometryResult, blind_solve, solve_astrometry
+
+__all__ = [
+    "AstrometryError",
+    "AstrometryResult",
+    "blind_solve",
+    "fit_tan_sip",
+    "match_triangles",
+    "solve_astrometry",
+]

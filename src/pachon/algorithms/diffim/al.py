@@ -1,0 +1,351 @@
+"""Alard–Lupton PSF matching: a spatially varying kernel fitted on stamps around stars.
+
+The model, on stamps around good isolated stars, is ``target = K(x, y) * reference + b(x, y)``
+where ``K = sum_j a_j(x, y) basis_j`` (see :mod:`pachon.algorithms.diffim.basis`), the
+coefficients ``a_j`` are polynomials of order ``spatial_order`` in the position of the star, and
+``b`` is a polynomial background difference of order ``background_order`` fitted at the same
+time.  The weighted linear least-squares problem is solved from its normal equations with a
+small ridge (Gaussian basis) or Laplacian (delta basis) regularization; stars whose residual
+``chi^2`` is an outlier (variables, blends, cosmic rays) are rejected and the fit is repeated.
+
+Which image is the target (see :func:`choose_mode`):
+
+* ``convolve_template``: target = science, reference = template (template PSF narrower);
+* ``convolve_science``: target = template, reference = science;
+* ``preconvolve``: target = science correlated with its own PSF, reference = template — the
+  science image's PSF is then always wider, so this works whatever the template's seeing.
+
+With too few stars the kernel is fitted on the two PSF models instead (``fallback="psf"``,
+logged) or :class:`KernelFitError` is raised (``fallback="raise"``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pachon.core.errors import ConfigError, PachonError
+
+__all__ = ["AlConfig", "KernelFitError", "KernelSolution", "choose_mode", "find_kernel_candidates",
+           "fit_kernel", "fit_kernel_on_psfs", "poly_terms"]
+
+_log = logging.getLogger(__name__)
+
+MODES = ("auto", "convolve_template", "convolve_science", "preconvolve")
+
+
+class KernelFitError(PachonError, RuntimeError):
+    """The PSF-matching kernel cannot be fitted (too few usable stars, singular system)."""
+
+
+@dataclass
+class AlConfig:
+    """Configuration of the Alard–Lupton fit.
+
+    Attributes
+    ----------
+    mode
+        ``auto``, ``convolve_template``, ``convolve_science`` or ``preconvolve``.
+    basis
+        ``gaussian`` (Gaussian times polynomials) or ``delta`` (one function per pixel).
+    degrees
+        Polynomial degree of each of the three Gaussian widths.
+    spatial_order
+        Polynomial order of the kernel's spatial variation; None chooses from the star count
+        (at least 4 stars per spatial term, at most 2).
+    background_order
+        Polynomial order of the background difference (-1: none).
+    snr_min, max_stars, min_stars
+        Kernel candidates: minimum matched-filter S/N in the reference, how many to use, and
+        the minimum below which ``fallback`` applies.
+    regularization
+        Ridge strength (relative to the mean diagonal) for the Gaussian basis; Laplacian
+        penalty strength for the delta basis.
+    clip_sigma, n_iter
+        Star rejection threshold (robust sigmas of the per-star chi^2) and iterations.
+    fallback
+        ``psf`` (fit the kernel on the PSF models when stars are too few) or ``raise``.
+    """
+
+    mode: str = "auto"
+    basis: str = "gaussian"
+    degrees: tuple[int, int, int] = (4, 2, 2)
+    spatial_order: int | None = None
+    background_order: int = 1
+    snr_min: float = 20.0
+    max_stars: int = 150
+    min_stars: int = 5
+    regularization: float = 1e-7
+    clip_sigma: float = 3.0
+    n_iter: int = 3
+    fallback: str = "psf"
+    bad_planes: tuple[str, ...] = ("BAD", "SAT", "NO_DATA", "CR", "EDGE", "SUSPECT")
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the bad field."""
+        if self.mode not in MODES:
+            raise ConfigError(f"AlConfig.mode must be one of {MODES}, got {self.mode!r}")
+        if self.basis not in ("gaussian", "delta"):
+            raise ConfigError(f"AlConfig.basis must be 'gaussian' or 'delta', got {self.basis!r}")
+        if self.fallback not in ("psf", "raise"):
+            raise ConfigError(f"AlConfig.fallback must be 'psf' or 'raise', got {self.fallback!r}")
+        if self.min_stars < 1 or self.max_stars < self.min_stars:
+            raise ConfigError("AlConfig needs 1 <= min_stars <= max_stars")
+
+
+def poly_terms(u: np.ndarray, v: np.ndarray, order: int) -> np.ndarray:
+    """Monomials ``u^a v^b`` with ``a + b <= order``, stacked on the last axis."""
+    if order < 0:
+        return np.zeros(np.shape(u) + (0,))
+    return np.stack([u ** (t - i) * v**i for t in range(order + 1) for i in range(t + 1)], axis=-1)
+
+
+@dataclass
+class KernelSolution:
+    """A fitted, spatially varying matching kernel and background difference.
+
+    ``kernels(x, y)`` evaluates the kernel at array positions; ``background(x, y)`` the
+    background difference (in target units).
+    """
+
+    mode: str
+    basis: np.ndarray
+    coefficients: np.ndarray  # (n_spatial_terms, n_basis)
+    spatial_order: int
+    background_coefficients: np.ndarray
+    background_order: int
+    centre: tuple[float, float]
+    scale: tuple[float, float]
+    n_stars: int = 0
+    star_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    chi2: float = float("nan")
+    from_psf: bool = False
+
+    @property
+    def half(self) -> int:
+        """Half width of the kernel images."""
+        return self.basis.shape[-1] // 2
+
+    def _uv(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (np.asarray(x, float) - self.centre[0]) / self.scale[0], (
+            np.asarray(y, float) - self.centre[1]
+        ) / self.scale[1]
+
+    def basis_coefficients(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Coefficients of every basis function at positions ``(x, y)``: shape ``(..., n_basis)``."""
+        return poly_terms(*self._uv(x, y), self.spatial_order) @ self.coefficients
+
+    def kernels(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Kernel images at positions ``(x, y)`` (array pixels): shape ``(..., k, k)``."""
+        return np.tensordot(self.basis_coefficients(x, y), self.basis, axes=(-1, 0))
+
+    def kernel_sum(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Photometric scale (kernel sum) at ``(x, y)``."""
+        return self.basis_coefficients(x, y)[..., 0]
+
+    def background(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Background difference at ``(x, y)``."""
+        return poly_terms(*self._uv(x, y), self.background_order) @ self.background_coefficients
+
+
+def choose_mode(mode: str, sigma_science: float, sigma_template: float) -> str:
+    """Resolve ``auto``: convolve the template when its PSF is narrower, else pre-convolve."""
+    if mode != "auto":
+        return mode
+    return "convolve_template" if sigma_template <= sigma_science else "preconvolve"
+
+
+def _stamps(array: np.ndarray, xs: np.ndarray, ys: np.ndarray, half: int) -> np.ndarray:
+    off = np.arange(-half, half + 1)
+    return array[ys[:, None, None] + off[None, :, None], xs[:, None, None] + off[None, None, :]]
+
+
+def _convolve_valid(stamps: np.ndarray, kernels: np.ndarray) -> np.ndarray:
+    """Convolve every stamp ``(n, L, L)`` with every kernel ``(m, k, k)``: ``(n, m, L-k+1, L-k+1)``."""
+    from pachon.algorithms.diffim.cells import kernels_to_fourier
+
+    n, size = stamps.shape[0], stamps.shape[-1]
+    hk = kernels.shape[-1] // 2
+    fs = np.fft.rfft2(stamps)
+    fk = kernels_to_fourier(kernels, size)
+    out = np.fft.irfft2(fs[:, None] * fk[None], s=(size, size))
+    del n
+    return out[..., hk : size - hk, hk : size - hk]
+
+
+def find_kernel_candidates(
+    reference: np.ndarray,
+    reference_var: np.ndarray,
+    bad: np.ndarray,
+    sigma: float,
+    half: int,
+    *,
+    snr_min: float,
+    max_stars: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Isolated, unmasked, bright peaks of ``reference`` (array pixels ``(x, y)``), brightest first.
+
+    A peak is kept when it is the maximum of its ``(2 half + 1)^2`` window of the PSF-smoothed
+    image, its matched-filter S/N exceeds ``snr_min``, no pixel of its stamp is ``bad``, and it
+    lies at least ``half`` pixels from the border.
+    """
+    from scipy.ndimage import gaussian_filter, maximum_filter
+
+    img = np.where(bad, 0.0, np.nan_to_num(reference))
+    smooth = gaussian_filter(img, sigma, mode="constant")
+    noise = math.sqrt(float(np.median(reference_var[~bad]))) / (2.0 * math.sqrt(math.pi) * sigma)
+    snr = smooth / noise
+    peaks = (smooth == maximum_filter(smooth, size=2 * half + 1, mode="constant")) & (snr > snr_min)
+    near_bad = maximum_filter(bad.astype(np.uint8), size=2 * half + 1, mode="constant") > 0
+    peaks &= ~near_bad
+    peaks[:half] = peaks[-half:] = False
+    peaks[:, :half] = peaks[:, -half:] = False
+    ys, xs = np.nonzero(peaks)
+    order = np.argsort(-snr[ys, xs], kind="stable")
+    # the very brightest are often saturated or non-linear in one image: skip the top 2 %
+    skip = int(0.02 * len(order))
+    order = order[skip : skip + max_stars]
+    return xs[order], ys[order]
+
+
+def _auto_spatial_order(n_stars: int, requested: int | None) -> int:
+    if requested is not None:
+        return requested
+    for order in (2, 1):
+        if n_stars >= 4 * (order + 1) * (order + 2) // 2:
+            return order
+    return 0
+
+
+def fit_kernel(
+    target: np.ndarray,
+    reference: np.ndarray,
+    target_var: np.ndarray,
+    reference_var: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    basis: np.ndarray,
+    config: AlConfig,
+    *,
+    mode: str,
+    stamp_half: int,
+    regularizer: np.ndarray | None = None,
+) -> KernelSolution:
+    """Fit ``target = K * reference + b`` on stamps centred on ``(xs, ys)`` (array pixels).
+
+    Raises
+    ------
+    KernelFitError
+        Fewer than ``config.min_stars`` stars survive the rejection, or a singular system.
+    """
+    h, w = target.shape
+    hk = basis.shape[-1] // 2
+    hs = stamp_half
+    ok = (xs >= hs + hk) & (xs < w - hs - hk) & (ys >= hs + hk) & (ys < h - hs - hk)
+    xs, ys = xs[ok], ys[ok]
+    if len(xs) < config.min_stars:
+        raise KernelFitError(f"only {len(xs)} kernel stars inside the image (need {config.min_stars})")
+    tg = _stamps(target, xs, ys, hs)
+    tv = _stamps(target_var, xs, ys, hs)
+    rf = _stamps(reference, xs, ys, hs + hk)
+    rv = _stamps(reference_var, xs, ys, hs)
+    conv = _convolve_valid(rf, basis)  # (n, nb, 2hs+1, 2hs+1)
+    n, nb = conv.shape[:2]
+    npix = (2 * hs + 1) ** 2
+    centre = (0.5 * (w - 1), 0.5 * (h - 1))
+    scale = (0.5 * w, 0.5 * h)
+    order = _auto_spatial_order(n, config.spatial_order)
+    su, sv = (xs - centre[0]) / scale[0], (ys - centre[1]) / scale[1]
+    spatial = poly_terms(su, sv, order)  # (n, nt)
+    nt = spatial.shape[1]
+    off = np.arange(-hs, hs + 1)
+    pu = (xs[:, None, None] + off[None, None, :] - centre[0]) / scale[0]
+    pv = (ys[:, None, None] + off[None, :, None] - centre[1]) / scale[1]
+    bg = poly_terms(pu, pv, config.background_order).reshape(n, npix, -1)
+    X = np.concatenate(
+        [np.einsum("njp,nt->npjt", conv.reshape(n, nb, npix), spatial).reshape(n, npix, nb * nt), bg], axis=2
+    )
+    # weights: science-side variance plus the (kernel-sum ~ 1) reference variance
+    wgt = 1.0 / np.maximum((tv + rv).reshape(n, npix), 1e-30)
+    sw = np.sqrt(wgt)
+    Xw = X * sw[..., None]
+    yw = tg.reshape(n, npix) * sw
+    per_star_m = np.matmul(Xw.transpose(0, 2, 1), Xw)
+    per_star_b = np.einsum("npa,np->na", Xw, yw)
+    npar = X.shape[2]
+    reg = np.zeros((npar, npar))
+    if regularizer is not None:
+        reg[: nb * nt, : nb * nt] = np.kron(regularizer, np.eye(nt))
+    keep = np.ones(n, bool)
+    coef = np.zeros(npar)
+    chi2 = np.zeros(n)
+    for it in range(config.n_iter + 1):
+        if keep.sum() < config.min_stars:
+            raise KernelFitError(f"only {int(keep.sum())} kernel stars survive the rejection "
+                                 f"(need {config.min_stars})")
+        M = per_star_m[keep].sum(axis=0)
+        b = per_star_b[keep].sum(axis=0)
+        lam = config.regularization * float(np.trace(M)) / npar
+        M = M + (lam * (reg if regularizer is not None else np.eye(npar)))
+        try:
+            coef = np.linalg.solve(M, b)
+        except np.linalg.LinAlgError as exc:
+            raise KernelFitError(f"singular kernel system with {int(keep.sum())} stars: {exc}") from exc
+        resid = yw - np.einsum("npa,a->np", Xw, coef)
+        chi2 = (resid**2).mean(axis=1)
+        if it == config.n_iter:
+            break
+        med = np.median(chi2[keep])
+        mad = 1.4826 * np.median(np.abs(chi2[keep] - med))
+        new_keep = keep & (chi2 <= med + config.clip_sigma * max(mad, 0.05 * med))
+        if new_keep.sum() == keep.sum():
+            break
+        keep = new_keep
+    _log.info("AL kernel (%s): %d/%d stars, %d basis x %d spatial terms, mean chi2/pix %.2f",
+              mode, int(keep.sum()), n, nb, nt, float(chi2[keep].mean()))
+    return KernelSolution(
+        mode=mode,
+        basis=basis,
+        coefficients=coef[: nb * nt].reshape(nb, nt).T.copy(),
+        spatial_order=order,
+        background_coefficients=coef[nb * nt :].copy(),
+        background_order=config.background_order,
+        centre=centre,
+        scale=scale,
+        n_stars=int(keep.sum()),
+        star_xy=np.stack([xs[keep], ys[keep]], axis=1),
+        chi2=float(chi2[keep].mean()),
+    )
+
+
+def fit_kernel_on_psfs(
+    target_psf: np.ndarray, reference_psf: np.ndarray, basis: np.ndarray, shape: tuple[int, int],
+    *, mode: str, flux_scale: float = 1.0, regularizer: np.ndarray | None = None, regularization: float = 1e-7,
+) -> KernelSolution:
+    """Kernel ``K`` with ``K * reference_psf ~= flux_scale * target_psf`` (noise-free, constant in space).
+
+    The fallback when the image has too few stars for :func:`fit_kernel`.
+    """
+    hk = basis.shape[-1] // 2
+    hs = max(target_psf.shape[0], reference_psf.shape[0]) // 2 + 1
+    size_r = 2 * (hs + hk) + 1
+    ref = np.zeros((size_r, size_r))
+    o = (size_r - reference_psf.shape[0]) // 2
+    ref[o : o + reference_psf.shape[0], o : o + reference_psf.shape[0]] = reference_psf
+    tgt = np.zeros((2 * hs + 1, 2 * hs + 1))
+    o = (2 * hs + 1 - target_psf.shape[0]) // 2
+    tgt[o : o + target_psf.shape[0], o : o + target_psf.shape[0]] = target_psf * flux_scale
+    conv = _convolve_valid(ref[None], basis)[0].reshape(len(basis), -1)
+    M = conv @ conv.T
+    lam = regularization * float(np.trace(M)) / len(basis)
+    M += lam * (regularizer if regularizer is not None else np.eye(len(basis)))
+    coef = np.linalg.solve(M, conv @ tgt.ravel())
+    h, w = shape
+    _log.warning("AL kernel fitted on the PSF models (too few stars in the image)")
+    return KernelSolution(mode=mode, basis=basis, coefficients=coef[None, :], spatial_order=0,
+                          background_coefficients=np.zeros(0), background_order=-1,
+                          centre=(0.5 * (w - 1), 0.5 * (h - 1)), scale=(0.5 * w, 0.5 * h),
+                          from_psf=True)
