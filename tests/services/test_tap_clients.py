@@ -31,6 +31,9 @@ def pyvo_session():
         gc.collect()
 
 
+# pyvo leaves some response sockets to the garbage collector (its async job helpers)
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_pyvo_sync_async_upload(live_server_url, pyvo_session):
     from astropy.table import Table
 

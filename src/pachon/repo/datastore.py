@@ -14,13 +14,14 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pachon.core.errors import ConfigError, DatasetNotFoundError, IngestError
 from pachon.repo.formatters import StorageClass
 
-__all__ = ["Datastore", "TRANSFER_MODES", "TMP_MARKER", "file_checksum"]
+__all__ = ["Datastore", "Placement", "TRANSFER_MODES", "TMP_MARKER", "file_checksum"]
 
 _log = logging.getLogger(__name__)
 
@@ -37,6 +38,21 @@ def file_checksum(path: str | Path, fs: Any = None) -> str:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return f"sha256:{h.hexdigest()}"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where `Datastore.place` put a file, and whether this call created it.
+
+    ``created`` is False when a file was already at the destination (left by an interrupted
+    attempt or placed by a concurrent process): it was kept, and ``size`` and ``checksum``
+    describe that existing file.  A caller must never delete a file it did not create.
+    """
+
+    path: str
+    size: int
+    checksum: str
+    created: bool
 
 
 class Datastore:
@@ -67,36 +83,75 @@ class Datastore:
         head, _, name = full.rpartition("/")
         return f"{head}/.{name}{TMP_MARKER}{uuid.uuid4().hex[:12]}"
 
-    def _commit_local(self, tmp: str, full: str) -> None:
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, full)
+    @staticmethod
+    def _publish_local(tmp: str, full: str, *, replace: bool, sync: bool = True) -> bool:
+        """Move ``tmp`` to ``full``; without ``replace`` an existing ``full`` is kept (False).
+
+        The no-replace case links the temporary name to the final one (``link`` fails when
+        the name exists, atomically), so two processes placing the same path never
+        overwrite each other's file.
+        """
+        if sync and not os.path.islink(tmp):
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        if replace:
+            os.replace(tmp, full)
+        else:
+            try:
+                os.link(tmp, full, follow_symlinks=False)
+            except FileExistsError:
+                os.unlink(tmp)
+                return False
+            os.unlink(tmp)
         dirfd = os.open(os.path.dirname(full), os.O_RDONLY)
         try:
             os.fsync(dirfd)
         finally:
             os.close(dirfd)
+        return True
 
-    def write(self, obj: Any, storage_class: StorageClass, path: str) -> tuple[int, str]:
+    def _commit_local(self, tmp: str, full: str) -> None:
+        self._publish_local(tmp, full, replace=True)
+
+    def write(
+        self, obj: Any, storage_class: StorageClass, path: str, *, replace: bool = False
+    ) -> tuple[int, str]:
         """Write ``obj`` to ``path`` (relative to the root) atomically.
+
+        Parameters
+        ----------
+        obj, storage_class
+            The object and how to write it.
+        path
+            Destination relative to the root.
+        replace
+            Replace a file already at ``path`` (only for a leftover the caller has checked
+            is not registered); otherwise an existing file raises `IngestError`, checked
+            atomically on a local datastore.
 
         Returns
         -------
         size, checksum
         """
         full = self.full_path(path)
-        if self.fs.exists(full):
-            raise IngestError(f"datastore file {full} already exists; remove the dataset first")
+        exists_error = IngestError(
+            f"datastore file {full} already exists; remove the dataset first "
+            f"(or `pachon repo check --fix` if it is an unregistered leftover)"
+        )
+        if not replace and self.fs.exists(full):
+            raise exists_error
         self.fs.makedirs(full.rpartition("/")[0], exist_ok=True)
         if self.is_local:
             tmp = self._tmp_for(full)
             try:
                 storage_class.write(obj, Path(tmp))
                 size, checksum = os.path.getsize(tmp), file_checksum(tmp)
-                self._commit_local(tmp, full)
+                created = self._publish_local(tmp, full, replace=replace)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
+            if not created:
+                raise exists_error
             return size, checksum
         with tempfile.TemporaryDirectory() as tmpdir:
             local = Path(tmpdir) / Path(full).name
@@ -108,7 +163,9 @@ class Datastore:
         return size, checksum
 
     def transfer(self, source: str | Path, path: str, mode: str) -> tuple[str, int, str]:
-        """Bring an existing local file into the store.
+        """Bring an existing local file into the store, replacing a file at ``path``.
+
+        Prefer `place`, which never overwrites (safe against concurrent ingests).
 
         Parameters
         ----------
@@ -124,21 +181,46 @@ class Datastore:
         -------
         stored_path, size, checksum
         """
+        p = self._transfer(source, path, mode, replace=True)
+        return p.path, p.size, p.checksum
+
+    def place(self, source: str | Path, path: str, mode: str) -> Placement:
+        """Bring an existing local file into the store without overwriting anything.
+
+        When a file is already at ``path`` it is kept and described (``created=False``); the
+        caller decides whether it is the same content.  ``direct`` registers the source in
+        place (``created=False``: the datastore must never delete it).
+
+        Raises
+        ------
+        ConfigError
+            Unknown mode, or a link mode on a remote datastore.
+        """
+        return self._transfer(source, path, mode, replace=False)
+
+    def _existing(self, path: str) -> Placement:
+        return Placement(path, self.size(path), self.checksum(path), False)
+
+    def _transfer(self, source: str | Path, path: str, mode: str, *, replace: bool) -> Placement:
         if mode not in TRANSFER_MODES:
             raise ConfigError(f"transfer must be one of {', '.join(TRANSFER_MODES)}, got {mode!r}")
         source = os.path.abspath(source)
         if mode == "direct":
-            return source, os.path.getsize(source), file_checksum(source)
+            return Placement(source, os.path.getsize(source), file_checksum(source), False)
         full = self.full_path(path)
         if not self.is_local:
             if mode not in ("copy", "move"):
                 raise ConfigError(f"transfer {mode!r} needs a local datastore; use copy")
+            if not replace and self.fs.exists(full):  # best effort: object stores lack no-clobber
+                return self._existing(path)
             size, checksum = os.path.getsize(source), file_checksum(source)
             tmp = self._tmp_for(full)
             self.fs.makedirs(full.rpartition("/")[0], exist_ok=True)
             self.fs.put_file(source, tmp)
             self.fs.mv(tmp, full)
-            return path, size, checksum
+            return Placement(path, size, checksum, True)
+        if not replace and os.path.lexists(full):
+            return self._existing(path)
         os.makedirs(os.path.dirname(full), exist_ok=True)
         tmp = self._tmp_for(full)
         try:
@@ -150,15 +232,17 @@ class Datastore:
                         dst.write(chunk)
                 checksum = f"sha256:{h.hexdigest()}"
                 shutil.copystat(source, tmp)
-                self._commit_local(tmp, full)
+                created = self._publish_local(tmp, full, replace=replace)
             else:
                 checksum = file_checksum(source)
                 (os.link if mode == "hardlink" else os.symlink)(source, tmp)
-                os.replace(tmp, full)
+                created = self._publish_local(tmp, full, replace=replace, sync=False)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return path, os.path.getsize(full), checksum
+        if not created:
+            return self._existing(path)
+        return Placement(path, os.path.getsize(full), checksum, True)
 
     def local_copy(self, path: str) -> tuple[Path, bool]:
         """A local path to read ``path`` from, and whether it is a temporary copy to delete."""

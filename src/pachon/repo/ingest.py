@@ -2,16 +2,22 @@
 
 Each file is either fully registered (dimension records, dataset, file record, provenance)
 together with its file in the datastore, or not at all.  Files are placed first (temporary
-name, fsync, rename) and registered afterwards in one transaction per chunk; a crash between
-the two leaves an unregistered file that ``pachon repo check --fix`` removes.  Raw dataset ids
-are UUID5 of (type, data ID, run), so ingesting the same file again is a no-op.
+name, fsync, then linked to the final name, never overwriting) and registered afterwards in
+one transaction per chunk; a crash between the two leaves an unregistered file that a later
+ingest of the same file adopts (same checksum) or ``pachon repo check --fix`` removes.  Raw
+dataset ids are UUID5 of (type, data ID, run), so ingesting the same file again is a no-op.
+
+Concurrent ingests of the same files are safe: both processes place the same deterministic
+path, the second finds the file there and keeps it; whichever registers first wins and the
+other reports the file as already present.  A process only ever deletes a datastore file it
+created itself and that is not registered.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +29,22 @@ from pachon.repo.rawfile import check_raw_shape, read_raw_header
 from pachon.repo.refs import DatasetRef, data_key, deterministic_id
 from pachon.repo.registry import CollectionType, FileRecord, NewDataset
 
-__all__ = ["ingest_raws", "IngestReport", "RAW_DIMENSIONS"]
+__all__ = ["ingest_raws", "IngestReport", "RAW_DIMENSIONS", "place_file", "discard_unregistered"]
 
 _log = logging.getLogger(__name__)
 
 RAW_DIMENSIONS = ("instrument", "exposure", "detector")
+
+#: Testing hook (crash-safety tests): when set, called as ``fault_hook(stage, count)`` at
+#: ``"placed"`` (after each file is placed; count = files placed so far), ``"registering"``
+#: (inside the registry transaction, before commit; count = files in it) and ``"committed"``
+#: (after the commit, before ``move`` deletes sources).  None in normal use.
+fault_hook: Callable[[str, int], None] | None = None
+
+
+def _fault(stage: str, count: int) -> None:
+    if fault_hook is not None:
+        fault_hook(stage, count)
 
 
 @dataclass
@@ -215,34 +232,91 @@ def ingest_raws(
         else:
             seen[p.ref.id] = p
             fresh.append(p)
-    chunks = [fresh[i : i + chunk_size] for i in range(0, len(fresh), chunk_size)]
-    for chunk in progress(chunks, total=len(chunks), desc=f"ingesting {len(fresh)} raws", logger=_log):
-        _ingest_chunk(repo, dt, chunk, transfer, report)
+    placed: list[tuple[_Prepared, NewDataset, bool]] = []
+    count = 0
+    for p in progress(fresh, desc=f"ingesting {len(fresh)} raws", logger=_log):
+        try:
+            placed.append((p, *_place(repo, dt, p, transfer)))
+        except (PachonError, OSError) as exc:
+            report.failed.append((p.path, f"{type(exc).__name__}: {exc}"))
+        count += 1
+        _fault("placed", count)
+        if len(placed) >= chunk_size:
+            _register_chunk(repo, placed, transfer, report)
+            placed = []
+    if placed:
+        _register_chunk(repo, placed, transfer, report)
     _log.info("ingest: %s", report.summary())
     return report
 
 
-def _place(repo: Any, dt: Any, p: _Prepared, transfer: str) -> NewDataset:
+def place_file(repo: Any, source: str, path: str, transfer: str, checksum: str) -> tuple[str, int, bool]:
+    """Put ``source`` at datastore ``path`` without overwriting; check its content.
+
+    A file already at ``path`` with the same checksum (left by an interrupted attempt, or
+    placed by a concurrent ingest of the same file) is kept and used.
+
+    Returns
+    -------
+    stored, size, created
+        The stored path, its size, and whether this call created the file (only then may the
+        caller delete it on failure, with `discard_unregistered`).
+
+    Raises
+    ------
+    ConflictError
+        The source changed while being copied, or a different file is already at ``path``.
+    """
+    placement = repo.datastore.place(source, path, transfer)
+    if placement.checksum != checksum:
+        if placement.created:
+            repo.datastore.remove(placement.path)
+            raise ConflictError(f"{source} changed while being ingested (checksum differs); ingest it again")
+        raise ConflictError(
+            f"{source}: datastore file {placement.path} already exists with different content "
+            f"({placement.checksum}, the source is {checksum}); if it is not registered, remove "
+            f"it with `pachon repo check --fix` and ingest again"
+        )
+    return placement.path, placement.size, placement.created
+
+
+def discard_unregistered(repo: Any, dataset_id: Any, stored: str, created: bool) -> None:
+    """Delete a file this process placed for ``dataset_id`` unless it is registered.
+
+    Files this process did not create, and files a dataset's record points to (a concurrent
+    ingest may have registered the same path), are never deleted.
+    """
+    if not created:
+        return
+    try:
+        records = repo.registry.file_records([dataset_id])
+    except Exception:  # noqa: BLE001 - cannot tell: keep the file (check --fix removes orphans)
+        _log.warning("kept %s: could not check whether it is registered", stored)
+        return
+    if any(r.path == stored for r in records):
+        return
+    repo.datastore.remove(stored)
+
+
+def _place(repo: Any, dt: Any, p: _Prepared, transfer: str) -> tuple[NewDataset, bool]:
     path = repo.file_path(dt, p.data_id, p.ref.run, p.ref.id)
-    stored, size, checksum = repo.datastore.transfer(p.path, path, transfer)
-    if checksum != p.checksum:
-        repo.datastore.remove(stored)
-        raise ConflictError(f"{p.path} changed while being ingested (checksum differs); ingest it again")
+    stored, size, created = place_file(repo, p.path, path, transfer, p.checksum)
     from pachon.repo.butler import Repository
 
     prov = Repository._provenance_row({"task": "ingest_raws"})
-    return NewDataset(
+    new = NewDataset(
         p.ref,
         p.key,
-        FileRecord(p.ref.id, stored, size, checksum, "RawFits", "fits", os.path.abspath(p.path), transfer),
+        FileRecord(p.ref.id, stored, size, p.checksum, "RawFits", "fits", os.path.abspath(p.path), transfer),
         prov,
     )
+    return new, created
 
 
-def _register(repo: Any, items: list[tuple[_Prepared, NewDataset]]) -> None:
+def _register(repo: Any, items: list[tuple[_Prepared, NewDataset, bool]]) -> None:
     with repo.registry.transaction():
         by_element: dict[str, list[dict[str, Any]]] = {}
-        for p, _ in items:
+        for p, _, _ in items:
             for element, recs in _records(p).items():
                 by_element.setdefault(element, []).extend(recs)
         for element in ("day_obs", "exposure", "visit"):
@@ -251,32 +325,52 @@ def _register(repo: Any, items: list[tuple[_Prepared, NewDataset]]) -> None:
                 unique = {(r["instrument"], r["id"]): r for r in recs}
                 repo.insert_dimension_records(element, unique.values())
         runs: dict[str, list[NewDataset]] = {}
-        for _, new in items:
+        for _, new, _ in items:
             runs.setdefault(new.ref.run, []).append(new)
         for run, news in runs.items():
             repo.registry.insert_datasets(run, news)
+        _fault("registering", len(items))
 
 
-def _ingest_chunk(repo: Any, dt: Any, chunk: list[_Prepared], transfer: str, report: IngestReport) -> None:
-    placed: list[tuple[_Prepared, NewDataset]] = []
-    for p in chunk:
-        try:
-            placed.append((p, _place(repo, dt, p, transfer)))
-        except (PachonError, OSError) as exc:
-            report.failed.append((p.path, f"{type(exc).__name__}: {exc}"))
+def _already_registered(repo: Any, p: _Prepared) -> str | None:
+    """'same' when ``p``'s id is registered with its checksum, 'other' when with another."""
+    recs = repo.registry.file_records([p.ref.id])
+    if not recs:
+        return None
+    return "same" if recs[0].checksum == p.checksum else "other"
+
+
+def _register_chunk(
+    repo: Any, placed: list[tuple[_Prepared, NewDataset, bool]], transfer: str, report: IngestReport
+) -> None:
+    import sqlalchemy as sa
+
+    errors = (PachonError, sa.exc.DBAPIError)
     try:
         _register(repo, placed)
         done = placed
-    except PachonError:
+    except errors:
         done = []
         for item in placed:  # retry one by one so one bad file does not sink the chunk
+            p, new, created = item
             try:
                 _register(repo, [item])
                 done.append(item)
-            except PachonError as exc:
-                repo.datastore.remove(item[1].file.path)
-                report.failed.append((item[0].path, f"{type(exc).__name__}: {exc}"))
-    for p, new in done:
+            except errors as exc:
+                state = _already_registered(repo, p)
+                if state == "same":  # a concurrent ingest registered it first
+                    report.skipped.append((p.path, p.ref))
+                    continue
+                discard_unregistered(repo, p.ref.id, new.file.path, created)
+                reason = f"{type(exc).__name__}: {exc}"
+                if state == "other":
+                    reason = (
+                        f"ConflictError: {p.path} has data ID {p.key} in run {p.ref.run!r}, already "
+                        f"ingested (concurrently) with different content"
+                    )
+                report.failed.append((p.path, reason))
+    _fault("committed", len(done))
+    for p, new, _ in done:
         report.ingested.append((p.path, new.ref))
         if transfer == "move":
             Path(p.path).unlink(missing_ok=True)

@@ -129,6 +129,24 @@ def _grow(bad: np.ndarray, half: int) -> np.ndarray:
     return maximum_filter(bad.astype(np.uint8), size=2 * half + 1, mode="constant") > 0
 
 
+def _robust_poly_background(image: np.ndarray, good: np.ndarray, order: int) -> np.ndarray:
+    """Polynomial of ``order`` fitted to ``image`` over ``good`` pixels with 3-sigma clipping."""
+    h, w = image.shape
+    step = max(1, int(math.sqrt(h * w / 2e5)))
+    ys, xs = np.mgrid[0:h:step, 0:w:step]
+    v = image[::step, ::step]
+    ok = good[::step, ::step] & np.isfinite(v)
+    terms = al_mod.poly_terms((xs - 0.5 * w) / (0.5 * w), (ys - 0.5 * h) / (0.5 * h), order)
+    coef = np.zeros(terms.shape[-1])
+    for _ in range(4):
+        coef = np.linalg.lstsq(terms[ok], v[ok], rcond=None)[0]
+        r = v - terms @ coef
+        sig = 1.4826 * np.median(np.abs(r[ok]))
+        ok &= np.abs(r) < 3 * sig
+    yy, xx = np.mgrid[0:h, 0:w]
+    return al_mod.poly_terms((xx - 0.5 * w) / (0.5 * w), (yy - 0.5 * h) / (0.5 * h), order) @ coef
+
+
 def _fit(config: al_mod.AlConfig, mode: str, s_img: np.ndarray, s_var: np.ndarray, t_img: np.ndarray,
          t_var: np.ndarray, bad: np.ndarray, psf_s: np.ndarray, psf_t: np.ndarray, flux_scale: float
          ) -> al_mod.KernelSolution:
@@ -252,6 +270,8 @@ def subtract_images(science: Exposure, template: Exposure, config: DiffimConfig 
     var_d = s_var + b0_map**2 * t_var
     prod = filtered_difference(s_img, t_img, var_d, grid, a_hat, b_hat, psf_s, s2, t2,
                                decorrelate=config.decorrelate or sol is None)
+    if sol is None and config.al.background_order >= 0:  # ZOGY: fit the background difference on D
+        bg = _robust_poly_background(prod.difference, ~_grow(bad, hk), config.al.background_order)
     diff = prod.difference - bg
     # the background is smooth and the difference PSF sums to 1: its score is bg / sigma_score
     with np.errstate(invalid="ignore", divide="ignore"):
