@@ -72,6 +72,11 @@ def test_zero_point_vs_truth(processed):
     assert abs(res.zero_point.zero_point - truth_zp) < 0.010
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: aperture correction from ap17 comes out ~0.6% high (neighbour light), "
+    "pulls mean 0.85 / width 1.86 instead of 0 / 1; see docs/sfp.md",
+)
 def test_psf_flux_pulls_isolated_stars(processed):
     field, char, res, j, d, iso = processed
     m = char.measurements
@@ -83,8 +88,8 @@ def test_psf_flux_pulls_isolated_stars(processed):
     pull = pull[np.abs(pull - np.median(pull)) < 5]
     print(f"PSF-flux pulls of {len(pull)} isolated stars: mean {pull.mean():.3f} std {pull.std():.3f}")
     assert len(pull) >= 30
-    assert abs(pull.mean()) < 0.5, pull.mean()
-    assert 0.8 < pull.std() < 1.3, pull.std()
+    assert abs(pull.mean()) < 0.05, pull.mean()
+    assert 0.9 < pull.std() < 1.1, pull.std()
 
 
 def test_psf_model_residual_ellipticity(processed):
@@ -118,7 +123,11 @@ def test_detection_completeness(processed):
     sep = angular_separation(tr["ra"][stars][:, None], tr["dec"][stars][:, None], ra[None], dec[None])
     found = (sep * 3600 < 0.4).any(axis=1)
     mags = tr["mag"][stars]
-    curve = {lo: float(found[(mags >= lo) & (mags < lo + 1)].mean()) for lo in range(17, 23) if ((mags >= lo) & (mags < lo + 1)).sum()}
+    curve = {
+        lo: float(found[(mags >= lo) & (mags < lo + 1)].mean())
+        for lo in range(17, 23)
+        if ((mags >= lo) & (mags < lo + 1)).sum()
+    }
     print("completeness by r mag:", curve)
     assert curve[17] == 1.0 and min(curve[18], curve[19], curve[20]) >= 0.85
     assert curve[22] < curve[19]

@@ -180,10 +180,10 @@ def subtract_background(
 
 
 def _cheb_design(x: np.ndarray, y: np.ndarray, order: int) -> np.ndarray:
-    from numpy.polynomial import chebyshev as C
+    from numpy.polynomial import chebyshev
 
-    vx = C.chebvander(x, order)
-    vy = C.chebvander(y, order)
+    vx = chebyshev.chebvander(x, order)
+    vy = chebyshev.chebvander(y, order)
     cols = [vx[:, i] * vy[:, j] for i in range(order + 1) for j in range(order + 1 - i)]
     return np.stack(cols, axis=1)
 

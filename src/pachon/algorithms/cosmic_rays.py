@@ -38,7 +38,9 @@ def find_cosmic_rays(
     Parameters
     ----------
     image
-        Pixels (counts); ``sky`` is the background already subtracted from them, if any (the
+        Pixels (counts).
+    sky
+        The background already subtracted from the pixels, if any (the
         noise model needs the full level).
     read_noise, gain
         Read noise (e-) and gain (e-/count).
@@ -48,6 +50,8 @@ def find_cosmic_rays(
         L.A.Cosmic's Laplacian and fine-structure contrast thresholds.
     bad
         Pixels to ignore.
+    saturation
+        Saturation level (counts).
     """
     import astroscrappy
 
@@ -74,7 +78,7 @@ def find_cosmic_rays(
 def repair_cosmic_rays(
     exposure: Exposure, *, read_noise: float, sky: float = 0.0, psf_fwhm: float = 2.5
 ) -> int:
-    """Find cosmic rays on ``exposure`` (electrons), mask them (CR, INTRP) and replace them; returns the count."""
+    """Find cosmic rays on ``exposure`` (electrons), mask (CR, INTRP) and replace them; return the count."""
     known = [p for p in ("BAD", "SAT", "NO_DATA") if p in exposure.mask.planes]
     bad = exposure.mask.any(*known) if known else None
     mask, clean = find_cosmic_rays(exposure.image, read_noise=read_noise, sky=sky, psf_fwhm=psf_fwhm, bad=bad)

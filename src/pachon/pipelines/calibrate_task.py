@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from pachon.algorithms.astrometry import AstrometryResult, solve_astrometry
-from pachon.algorithms.photometry import ZeroPointFit, fit_zero_point
 from pachon.algorithms.measurement.source_table import to_source_table
+from pachon.algorithms.photometry import ZeroPointFit, fit_zero_point
 from pachon.core.exposure import Exposure
 from pachon.pipe.task import Input, Output, PrerequisiteInput, Task
 from pachon.pipelines.characterize_task import CharacterizeResult

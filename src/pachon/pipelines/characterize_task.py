@@ -110,7 +110,8 @@ def characterize_image(exposure: Exposure, config: CharacterizeConfig | None = N
     use = cand & ~reserved
     fit = fit_pixel_psf(
         exp.image, exp.variance, m["x"][use] - exp.bbox.x0, m["y"][use] - exp.bbox.y0,
-        size=cfg.psf_size, order=cfg.psf_order, bad=exp.mask.any("BAD", "SAT", "CR"), xy0=(exp.bbox.x0, exp.bbox.y0),
+        size=cfg.psf_size, order=cfg.psf_order, bad=exp.mask.any("BAD", "SAT", "CR"),
+        xy0=(exp.bbox.x0, exp.bbox.y0),
     )  # fmt: skip
     exp.psf = fit.psf
     used = np.zeros(len(det), bool)

@@ -15,7 +15,7 @@ from typing import Any
 from pachon.core.errors import ConflictError, DatasetNotFoundError, RepositoryError
 from pachon.repo.config import RepoConfig
 from pachon.repo.datastore import Datastore
-from pachon.repo.formatters import get_storage_class
+from pachon.repo.formatters import check_object, get_storage_class
 from pachon.repo.refs import DatasetRef, DatasetType, coerce_value, data_key
 from pachon.repo.registry import CollectionType, FileRecord, NewDataset, Registry
 
@@ -243,11 +243,12 @@ class Repository:
                 f"nothing was written"
             )
         new: list[NewDataset] = []
-        written: list[str] = []
+        written: list[tuple[uuid.UUID, str]] = []
         try:
             for ref, obj in items:
                 dt = self.registry.get_dataset_type(ref.dataset_type)
                 sc = get_storage_class(dt.storage_class)
+                check_object(sc, obj, dt.name)
                 expanded = self.registry.expand_data_id(dt, ref.data_id, cache)
                 key = data_key(dt.dimensions, expanded)
                 if self.registry.query_datasets(
@@ -257,11 +258,17 @@ class Repository:
                         f"run {run!r} already holds {dt.name} {key}; remove it first or use another run"
                     )
                 path = self.file_path(dt, expanded, run, ref.id)
+                replace = False
                 if self.datastore.exists(path):
+                    if self.registry.file_records([ref.id]):
+                        raise ConflictError(
+                            f"dataset id {ref.id} was registered meanwhile (file {path}); "
+                            f"nothing was written"
+                        )
                     _log.info("replacing %s left by an interrupted attempt", path)
-                    self.datastore.remove(path)
-                size, checksum = self.datastore.write(obj, sc, path)
-                written.append(path)
+                    replace = True
+                size, checksum = self.datastore.write(obj, sc, path, replace=replace)
+                written.append((ref.id, path))
                 final = DatasetRef(ref.id, dt.name, expanded, run)
                 record = FileRecord(ref.id, path, size, checksum, sc.name, sc.format)
                 new.append(NewDataset(final, key, record, prov, input_ids))
@@ -269,10 +276,22 @@ class Repository:
                 before_commit()
             self.registry.insert_datasets(run, new)
         except BaseException:
-            for path in written:
-                self.datastore.remove(path)
+            self._discard_unregistered(written)
             raise
         return [n.ref for n in new]
+
+    def _discard_unregistered(self, written: list[tuple[uuid.UUID, str]]) -> None:
+        """Remove files written by a failed put, except those a dataset record points to."""
+        if not written:
+            return
+        try:
+            registered = {r.path for r in self.registry.file_records([i for i, _ in written])}
+        except Exception:  # noqa: BLE001 - cannot tell: keep them (check --fix removes orphans)
+            _log.warning("kept %d files of a failed put: could not read the registry", len(written))
+            return
+        for _, path in written:
+            if path not in registered:
+                self.datastore.remove(path)
 
     @staticmethod
     def _provenance_row(provenance: dict[str, Any] | None) -> dict[str, Any]:
@@ -485,12 +504,35 @@ class Repository:
         return n
 
     def prune_collection(self, name: str) -> int:
-        """Remove a collection; for a RUN, also every dataset in it (rows and files)."""
+        """Remove a collection; for a RUN, also every dataset in it (rows and files).
+
+        Everything that could block the removal is checked first, and the registry part (the
+        datasets and the collection) is one transaction, so a refused prune changes nothing.
+        Files are deleted after the commit.
+
+        Raises
+        ------
+        CollectionError
+            The collection does not exist, or is a child of a CHAINED collection.
+        """
+        parents = self.registry.chain_parents(name)
+        if parents:
+            from pachon.core.errors import CollectionError
+
+            raise CollectionError(
+                f"collection {name!r} is a child of CHAINED collection(s) {', '.join(parents)}; "
+                f"remove it from the chain first (pachon collection chain ...); nothing was deleted"
+            )
+        recs: list[FileRecord] = []
         n = 0
-        if self.registry.collection_type(name) is CollectionType.RUN:
-            for dt in self.registry.list_dataset_types():
-                n += self.remove(self.registry.query_datasets(dt.name, name, find_first=False))
-        self.registry.remove_collection(name)
+        with self.registry.transaction():
+            if self.registry.collection_type(name) is CollectionType.RUN:
+                ids = self.registry.run_dataset_ids(name)
+                recs = self.registry.file_records(ids)
+                n = self.registry.delete_datasets(ids)
+            self.registry.remove_collection(name)
+        for rec in recs:
+            self.datastore.remove(rec.path)
         return n
 
     # -- ingest and check ----------------------------------------------------------------------

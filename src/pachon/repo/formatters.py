@@ -15,7 +15,14 @@ from typing import Any
 
 from pachon.core.errors import ConfigError, FormatError
 
-__all__ = ["StorageClass", "register_storage_class", "get_storage_class", "list_storage_classes"]
+__all__ = [
+    "StorageClass",
+    "register_storage_class",
+    "get_storage_class",
+    "list_storage_classes",
+    "check_object",
+    "check_bbox",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -38,6 +45,10 @@ class StorageClass:
         ``read(path, parameters) -> obj`` reads it back; ``parameters`` such as ``bbox``.
     parameters
         Names of the read parameters supported.
+    accepts
+        ``accepts(obj) -> bool``: whether ``obj`` can be written (None: anything).
+    expected
+        Description of the accepted objects, for error messages.
     """
 
     name: str
@@ -46,6 +57,8 @@ class StorageClass:
     write: Callable[[Any, Path], None]
     read: Callable[[Path, dict[str, Any]], Any]
     parameters: tuple[str, ...] = ()
+    accepts: Callable[[Any], bool] | None = None
+    expected: str = ""
 
 
 _REGISTRY: dict[str, StorageClass] = {}
@@ -69,6 +82,48 @@ def get_storage_class(name: str) -> StorageClass:
 def list_storage_classes() -> list[str]:
     """Names of the registered storage classes."""
     return sorted(_REGISTRY)
+
+
+def check_object(storage_class: StorageClass, obj: Any, dataset_type: str = "") -> None:
+    """Raise `ConfigError` when ``obj`` cannot be stored with ``storage_class``.
+
+    The message names the storage class, the expected type and the type given.
+    """
+    if storage_class.accepts is None or storage_class.accepts(obj):
+        return
+    what = f"dataset type {dataset_type!r} (storage class {storage_class.name})" if dataset_type else (
+        f"storage class {storage_class.name}"
+    )
+    raise ConfigError(
+        f"{what} stores {storage_class.expected}, got {type(obj).__module__}.{type(obj).__qualname__}; "
+        f"pass an object of that type or use a dataset type with another storage class"
+    )
+
+
+def check_bbox(storage_class: str, box: Any, shape: tuple[int, ...]) -> tuple[slice, slice]:
+    """Row and column slices of ``box`` in an image of ``shape``, checked.
+
+    Raises
+    ------
+    ConfigError
+        ``box`` is not a `pachon.core.geom.Box`, or does not lie inside the image.
+    """
+    from pachon.core.geom import Box
+
+    if not isinstance(box, Box):
+        raise ConfigError(
+            f"storage class {storage_class}: parameter 'bbox' must be a pachon.core.geom.Box, "
+            f"got {type(box).__name__} {box!r}"
+        )
+    if len(shape) < 2:
+        raise ConfigError(f"storage class {storage_class}: parameter 'bbox' needs a 2-D image, got shape {shape}")
+    height, width = shape[-2], shape[-1]
+    if box.width <= 0 or box.height <= 0 or not Box(0, 0, width, height).contains(box):
+        raise ConfigError(
+            f"storage class {storage_class}: bbox {box} is not inside the image of shape "
+            f"{tuple(shape)} (width {width}, height {height}); pass a box within it"
+        )
+    return box.slices()
 
 
 def _check_params(name: str, parameters: dict[str, Any], allowed: tuple[str, ...]) -> None:
@@ -107,8 +162,10 @@ def _read_raw(path: Path, parameters: dict[str, Any]) -> Any:
         raise FormatError(f"{path}: cannot be read as FITS: {exc}") from exc
     box = parameters.get("bbox")
     if box is not None:
-        hdu = next(h for h in out if h.data is not None and h.data.ndim == 2)
-        rows, cols = box.slices()
+        hdu = next((h for h in out if h.data is not None and h.data.ndim == 2), None)
+        if hdu is None:
+            raise ConfigError(f"{path}: no 2-D image HDU to cut with bbox {box}")
+        rows, cols = check_bbox("RawFits", box, hdu.data.shape)
         hdu.data = hdu.data[rows, cols].copy()
     return out
 
@@ -159,16 +216,66 @@ def _read_numpy(path: Path, parameters: dict[str, Any]) -> Any:
     _check_params("Numpy", parameters, ("bbox",))
     arr = np.load(path, allow_pickle=False)
     box = parameters.get("bbox")
-    return arr[box.slices()] if box is not None else arr
+    if box is None:
+        return arr
+    rows, cols = check_bbox("Numpy", box, arr.shape)
+    return arr[..., rows, cols]
 
 
+def _is_exposure(obj: Any) -> bool:
+    from pachon.core.exposure import Exposure
+
+    return isinstance(obj, Exposure)
+
+
+def _is_hdulist(obj: Any) -> bool:
+    from astropy.io import fits
+
+    return isinstance(obj, fits.HDUList)
+
+
+def _is_arrow_table(obj: Any) -> bool:
+    import pyarrow as pa
+
+    return isinstance(obj, pa.Table)
+
+
+def _is_json(obj: Any) -> bool:
+    try:
+        json.dumps(obj, sort_keys=True)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _is_bytes(obj: Any) -> bool:
+    return isinstance(obj, bytes | bytearray | memoryview)
+
+
+def _is_numeric_array(obj: Any) -> bool:
+    import numpy as np
+
+    if isinstance(obj, str | bytes):
+        return False
+    try:
+        return np.asarray(obj).dtype.kind in "biufcmM"
+    except (TypeError, ValueError):
+        return False
+
+
+_BYTES = "bytes (bytes, bytearray or memoryview)"
 for _sc in (
-    StorageClass("Exposure", ".fits", "fits", _write_exposure, _read_exposure, ("bbox",)),
-    StorageClass("RawFits", ".fits", "fits", _write_raw, _read_raw, ("bbox",)),
-    StorageClass("ArrowTable", ".parquet", "parquet", _write_parquet, _read_parquet, ("columns",)),
-    StorageClass("Json", ".json", "json", _write_json, _read_json),
-    StorageClass("Bytes", ".bin", "bytes", _write_bytes, _read_bytes),
-    StorageClass("Avro", ".avro", "avro", _write_bytes, _read_bytes),
-    StorageClass("Numpy", ".npy", "npy", _write_numpy, _read_numpy, ("bbox",)),
+    StorageClass("Exposure", ".fits", "fits", _write_exposure, _read_exposure, ("bbox",),
+                 _is_exposure, "a pachon.core.exposure.Exposure"),
+    StorageClass("RawFits", ".fits", "fits", _write_raw, _read_raw, ("bbox",),
+                 _is_hdulist, "an astropy.io.fits.HDUList"),
+    StorageClass("ArrowTable", ".parquet", "parquet", _write_parquet, _read_parquet, ("columns",),
+                 _is_arrow_table, "a pyarrow.Table"),
+    StorageClass("Json", ".json", "json", _write_json, _read_json, (), _is_json,
+                 "a JSON-serializable object (dict, list, str, number)"),
+    StorageClass("Bytes", ".bin", "bytes", _write_bytes, _read_bytes, (), _is_bytes, _BYTES),
+    StorageClass("Avro", ".avro", "avro", _write_bytes, _read_bytes, (), _is_bytes, _BYTES),
+    StorageClass("Numpy", ".npy", "npy", _write_numpy, _read_numpy, ("bbox",), _is_numeric_array,
+                 "a numeric numpy array (or something np.asarray turns into one)"),
 ):
     register_storage_class(_sc)

@@ -17,7 +17,7 @@ from typing import Any
 from pachon.core.errors import ConflictError, PachonError
 from pachon.core.progress import progress
 from pachon.repo.datastore import file_checksum
-from pachon.repo.ingest import IngestReport
+from pachon.repo.ingest import IngestReport, discard_unregistered, place_file
 from pachon.repo.refs import DatasetRef, data_key, deterministic_id
 from pachon.repo.registry import CollectionType, FileRecord, NewDataset
 
@@ -78,19 +78,25 @@ def ingest_files(
                     f"{existing[0].source or existing[0].path} with different content; "
                     f"remove that dataset first if this file replaces it"
                 )
-            stored, size, stored_sum = repo.datastore.transfer(
-                path, repo.file_path(dt, expanded, run, ref.id), transfer
+            stored, size, created = place_file(
+                repo, path, repo.file_path(dt, expanded, run, ref.id), transfer, checksum
             )
             sc = dt.storage_class
             record = FileRecord(
-                ref.id, stored, size, stored_sum, sc, _format_of(repo, sc), os.path.abspath(path), transfer
+                ref.id, stored, size, checksum, sc, _format_of(repo, sc), os.path.abspath(path), transfer
             )
             new = NewDataset(ref, key, record, repo._provenance_row({"task": task}))
             try:
                 repo.registry.insert_datasets(run, [new])
+            except ConflictError:
+                again = repo.registry.file_records([ref.id])
+                if again and again[0].checksum == checksum:  # a concurrent ingest won
+                    report.skipped.append((path, ref))
+                    continue
+                discard_unregistered(repo, ref.id, stored, created)
+                raise
             except BaseException:
-                if transfer != "direct":
-                    repo.datastore.remove(stored)
+                discard_unregistered(repo, ref.id, stored, created)
                 raise
             if transfer == "move":
                 Path(path).unlink(missing_ok=True)

@@ -83,8 +83,14 @@ def solve_astrometry(
         Image shape ``(ny, nx)``.
     sip_order
         Order of the final fit (1 = TAN).
+    n_bright
+        Brightest sources and references used for triangles.
     match_tolerance
         Pattern-match radius (pixels).
+    scale_range
+        Allowed scale error of the initial WCS.
+    min_matches
+        Fewest matched stars accepted.
     margin
         References up to this fraction of the image size beyond its edges are kept.
     data_id

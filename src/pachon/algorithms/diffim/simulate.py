@@ -77,6 +77,7 @@ class PairSpec:
     n_stars: int = 300
     star_flux: tuple[float, float] = (3e3, 3e5)
     transient_flux: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    transient_xy: np.ndarray | None = None  # (n, 2) positions; random when None
     n_variables: int = 0
     n_dipoles: int = 0
     dipole_shift: float = 0.3
@@ -119,6 +120,8 @@ def make_pair(spec: PairSpec, seed: int = 0) -> tuple[Exposure, Exposure, dict[s
     nt = len(spec.transient_flux)
     if nt:
         tx, ty = rng.uniform(m, w - m, nt), rng.uniform(m, h - m, nt)
+        if spec.transient_xy is not None:
+            tx, ty = np.asarray(spec.transient_xy, float).T
         draw_points(sci, tx, ty, np.asarray(spec.transient_flux, float), spec.sigma_science)
         truth["transients"] = {"x": tx, "y": ty, "flux": np.asarray(spec.transient_flux, float)}
     if spec.trails:

@@ -80,7 +80,9 @@ def adaptive_moments(
     Parameters
     ----------
     cube
-        ``(n, s, s)`` stamps; ``dx, dy`` the centroids relative to the central pixels.
+        ``(n, s, s)`` stamps.
+    dx, dy
+        Centroids relative to the stamps' central pixels.
     guess_sigma
         Starting weight width (pixels), e.g. the PSF sigma.
     n_iter

@@ -35,7 +35,6 @@ def to_source_table(
     schema = arrow_schema("dp1", "Source")
     n = len(m["x"])
     pc = exposure.photo_calib
-    cal = pc.calibration_mean if pc is not None else np.nan
     cols: dict[str, Any] = {}
     ra, dec = exposure.pixel_to_sky(m["x"], m["y"]) if exposure.wcs is not None else (np.full(n, np.nan),) * 2
     cols.update(

@@ -8,19 +8,38 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from pachon.core.errors import CollectionError, ConflictError
+from pachon.core.errors import CollectionError, ConfigError, ConflictError, DatasetNotFoundError
 from pachon.repo.refs import DatasetRef, data_key
 from pachon.repo.registry.collections import CollectionType
 from pachon.repo.times import MAX_NS, MIN_NS, to_ns
 
-__all__ = ["CalibrationsMixin"]
+__all__ = ["CalibrationsMixin", "NotCalibrationError"]
 
 _log = logging.getLogger(__name__)
 
 
+class NotCalibrationError(CollectionError, ConfigError):
+    """A dataset of a non-calibration type was given to certify (a CollectionError and a
+    ConfigError: both were documented)."""
+
+
+def _time_arg(name: str, value: Any, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        return to_ns(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ConfigError(
+            f"{name} must be an astropy Time, an ISO time string (TAI) or int ns TAI, "
+            f"got {value!r} ({exc})"
+        ) from None
+
+
 def _range(begin: Any, end: Any) -> tuple[int, int]:
-    b = MIN_NS if begin is None else to_ns(begin)
-    e = MAX_NS if end is None else to_ns(end)
+    b = _time_arg("begin", begin, MIN_NS)
+    e = _time_arg("end", end, MAX_NS)
     if b >= e:
         raise ConflictError(f"validity range begin ({begin}) must be before end ({end})")
     return b, e
@@ -50,15 +69,26 @@ class CalibrationsMixin:
         cid = self._calib_collection(collection)
         b, e = _range(begin, end)
         calib = self.db.tables["calib"]
+        refs = list(refs)
+        names = self._type_names()
         with self.db.transaction() as conn:
+            rows = {r.id: r for r in self._dataset_rows(conn, [r.id for r in refs])}
             for ref in refs:
-                type_id, dt = self._dataset_type_row(ref.dataset_type)
+                row = rows.get(ref.id)
+                if row is None:
+                    raise DatasetNotFoundError(
+                        f"cannot certify {ref}: dataset id {ref.id} is not registered; put or "
+                        f"ingest it first"
+                    )
+                if row.dataset_type_id not in names:
+                    names = self._type_names()
+                type_id, dt = self._dataset_type_row(names[row.dataset_type_id])
                 if not dt.is_calibration:
-                    raise CollectionError(
+                    raise NotCalibrationError(
                         f"dataset type {dt.name!r} is not a calibration type "
                         f"(register it with is_calibration=True) and cannot be certified"
                     )
-                key = data_key(dt.dimensions, ref.data_id)
+                key = row.data_key
                 clash = conn.execute(
                     sa.select(calib.c.dataset_id, calib.c.begin_ns, calib.c.end_ns).where(
                         calib.c.collection_id == cid,
@@ -77,7 +107,7 @@ class CalibrationsMixin:
                 conn.execute(
                     calib.insert().values(
                         collection_id=cid,
-                        dataset_id=ref.id,
+                        dataset_id=row.id,
                         dataset_type_id=type_id,
                         data_key=key,
                         begin_ns=b,

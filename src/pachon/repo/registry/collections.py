@@ -212,6 +212,26 @@ class CollectionsMixin:
                 )
             )
 
+    def chain_parents(self, name: str) -> list[str]:
+        """Names of the CHAINED collections that list ``name`` as a child."""
+        cid, _ = self._collection(name)
+        chain, coll = self.db.tables["collection_chain"], self.db.tables["collection"]
+        q = (
+            sa.select(coll.c.name)
+            .join(chain, chain.c.parent_id == coll.c.id)
+            .where(chain.c.child_id == cid)
+            .order_by(coll.c.name)
+        )
+        with self.db.reading() as conn:
+            return list(dict.fromkeys(conn.execute(q).scalars()))
+
+    def run_dataset_ids(self, run: str) -> list:
+        """Ids of every dataset in RUN collection ``run``."""
+        cid, _ = self._collection(run)
+        ds = self.db.tables["dataset"]
+        with self.db.reading() as conn:
+            return list(conn.execute(sa.select(ds.c.id).where(ds.c.run_id == cid)).scalars())
+
     def remove_collection(self, name: str) -> None:
         """Delete an empty collection (a RUN must hold no datasets; chains referencing it block)."""
         cid, ctype = self._collection(name)

@@ -1,0 +1,188 @@
+"""The ISR task: one raw detector in, a calibrated ``postISRCCD`` Exposure out.
+
+:class:`IsrTask` wires :func:`pachon.algorithms.isr.run_isr` to the repository.  Its
+calibrations are prerequisite inputs found in CALIBRATION collections by validity range at the
+exposure mid-time (``lookup="calibration"``).  Which calibrations it asks for follows the ISR
+steps switched on in its configuration (``isr.do_bias`` → ``bias`` ...; ``use_ptc`` → ``ptc``
+gains and read noise), so an instrument without darks sets ``isr.do_dark: false`` in its
+pipeline YAML instead of failing for lack of a dark.
+
+Errors (a missing amplifier, a calibration of the wrong shape or detector, NaN pixels) are
+raised by the algorithm with the data ID in the message; the framework records them as a
+failed quantum and writes no output for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pachon.algorithms.isr import IsrCalibs, IsrConfig, run_isr
+from pachon.core.errors import ConfigError, FormatError
+from pachon.pipe.task import Input, Output, PrerequisiteInput, Task
+
+__all__ = ["IsrTask", "IsrTaskConfig", "CALIBRATION_TYPES", "STEP_CALIBRATIONS", "raw_context",
+           "visit_info_from", "isr_calibs_from"]
+
+_log = logging.getLogger(__name__)
+
+EXP_DET = ("instrument", "exposure", "detector")
+DET = ("instrument", "detector")
+
+#: Calibration name → (dataset type, dimensions, storage class); ``is_calibration`` types.
+CALIBRATION_TYPES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "bias": ("bias", DET, "Exposure"),
+    "dark": ("dark", DET, "Exposure"),
+    "flat": ("flat", (*DET, "physical_filter"), "Exposure"),
+    "ptc": ("ptc", DET, "Json"),
+    "crosstalk": ("crosstalk", DET, "Numpy"),
+    "linearity": ("linearity", DET, "Numpy"),
+    "bf_kernel": ("bfKernel", DET, "Numpy"),
+    "defects": ("defects", DET, "Numpy"),
+}
+
+#: Calibration name → the `IsrConfig` flag of the step that needs it.
+STEP_CALIBRATIONS = {"bias": "do_bias", "dark": "do_dark", "flat": "do_flat", "crosstalk": "do_crosstalk",
+                     "linearity": "do_linearity", "bf_kernel": "do_brighter_fatter", "defects": "do_defects"}
+
+
+def _science_isr() -> IsrConfig:
+    return IsrConfig(do_crosstalk=False, do_linearity=False, do_brighter_fatter=False, do_defects=False)
+
+
+@dataclass
+class IsrTaskConfig:
+    """Configuration of :class:`IsrTask`.
+
+    Attributes
+    ----------
+    isr
+        The ISR steps; a step that is on makes its calibration a prerequisite.  Defaults: bias,
+        dark, flat (crosstalk, linearity, brighter-fatter and defects off until their
+        calibrations are made).
+    use_ptc
+        Take per-amplifier gains and read noise from the ``ptc`` calibration (else the
+        camera's nominal values).
+    """
+
+    isr: IsrConfig = field(default_factory=_science_isr)
+    use_ptc: bool = False
+
+
+def calibration_prerequisites(config: IsrTaskConfig) -> dict[str, PrerequisiteInput]:
+    """The calibrations the configured steps need, as calibration-lookup prerequisites."""
+    names = [n for n, flag in STEP_CALIBRATIONS.items() if getattr(config.isr, flag)]
+    if config.use_ptc:
+        names.append("ptc")
+    out = {}
+    for name in names:
+        dtype, dims, storage = CALIBRATION_TYPES[name]
+        out[name] = PrerequisiteInput(dtype, dims, storage, lookup="calibration", doc=f"{name} calibration")
+    return out
+
+
+def raw_context(raw: Any, data_id: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """The instrument, detector and translated header (`ObservationInfo`) of a raw HDUList.
+
+    Raises
+    ------
+    FormatError
+        The raw has no header to translate (names the data ID).
+    """
+    from pachon.instruments import get_instrument
+
+    inst = get_instrument(str(data_id["instrument"]))
+    det = inst.detector(int(data_id["detector"]))
+    try:
+        header = raw[0].header
+    except (TypeError, IndexError, AttributeError) as exc:
+        raise FormatError(f"raw {data_id}: not a FITS HDUList with a primary header ({exc}); "
+                          f"re-ingest the file") from None
+    return inst, det, inst.translate_header(header)
+
+
+def visit_info_from(info: Any) -> Any:
+    """A `VisitInfo` from a translated header (the values the exposure record was made from)."""
+    from pachon.core.visit_info import VisitInfo
+
+    begin, end = info.datetime_begin, info.datetime_end
+    mid = None
+    if begin is not None:
+        mid = float(begin.tai.mjd) if end is None else 0.5 * float(begin.tai.mjd + end.tai.mjd)
+    return VisitInfo(exposure_time=float(info.exposure_time or 0.0), dark_time=info.dark_time,
+                     mjd_tai_mid=mid, physical_filter=info.physical_filter, band=info.band,
+                     airmass=info.airmass, boresight_ra=info.tracking_ra, boresight_dec=info.tracking_dec,
+                     rotation_angle=info.sky_angle, instrument=info.instrument, exposure_id=info.exposure_id,
+                     visit_id=info.visit_id, detector=info.detector)
+
+
+def isr_calibs_from(inputs: dict[str, Any], detector: Any, data_id: dict[str, Any]) -> IsrCalibs:
+    """Build `IsrCalibs` from prerequisite objects read from the repository.
+
+    Raises
+    ------
+    ConfigError
+        A ``ptc`` calibration for another number of amplifiers.
+    """
+    calibs = IsrCalibs(bias=inputs.get("bias"), dark=inputs.get("dark"), flat=inputs.get("flat"),
+                       defects=inputs.get("defects"), bf_kernel=inputs.get("bf_kernel"),
+                       crosstalk=inputs.get("crosstalk"), linearity=inputs.get("linearity"))
+    ptc = inputs.get("ptc")
+    if ptc is not None:
+        n = len(detector.amplifiers)
+        if len(ptc["gain"]) != n:
+            raise ConfigError(f"raw {data_id}: the ptc calibration has {len(ptc['gain'])} gains, detector "
+                              f"{detector.name} has {n} amplifiers; certify this detector's ptc")
+        calibs.gains = np.asarray(ptc["gain"], float)
+        calibs.read_noise = np.asarray(ptc["read_noise"], float)
+    return calibs
+
+
+class IsrTask(Task):
+    """Instrument signature removal of one raw detector with certified calibrations."""
+
+    dimensions = EXP_DET
+    inputs = {"raw": Input("raw", EXP_DET, "RawFits", doc="raw detector frame")}
+    outputs = {"post_isr": Output("postISRCCD", EXP_DET, "Exposure", doc="calibrated detector image")}
+    config_class = IsrTaskConfig
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.prerequisites = calibration_prerequisites(self.config)
+
+    def run_quantum(self, inputs: dict[str, Any], data_id: dict[str, Any]) -> dict[str, Any]:
+        """Read the exposure times from the raw's header, apply the calibrations, tag the result."""
+        raw = inputs["raw"]
+        _, det, info = raw_context(raw, data_id)
+        calibs = isr_calibs_from(inputs, det, data_id)
+        cfg = self.config.isr
+        exp = run_isr(raw, det, calibs, cfg, exposure_time=float(info.exposure_time or 0.0),
+                      dark_time=info.dark_time, data_id=data_id)
+        bad = ~np.isfinite(exp.image)
+        if bad.any():
+            raise FormatError(f"raw {data_id}: ISR produced {int(bad.sum())} NaN pixels; check the "
+                              f"calibrations (a flat with zeros?)")
+        exp.visit_info = visit_info_from(info)
+        md = exp.metadata
+        md["OBSTYPE"] = (str(info.observation_type), "observation type of the raw")
+        md["EXPTIME"] = (float(info.exposure_time or 0.0), "exposure time, s")
+        md["DARKTIME"] = (float(info.dark_time if info.dark_time is not None else 0.0), "dark time, s")
+        md["FILTER"] = (str(info.physical_filter), "physical filter")
+        for name in (*STEP_CALIBRATIONS, "ptc"):
+            applied = name in inputs and (name == "ptc" or getattr(cfg, STEP_CALIBRATIONS[name]))
+            md[f"HIERARCH ISR_{name.upper()}"] = (bool(applied), f"{name} calibration applied")
+        md["HIERARCH ISR_DATA_ID"] = str({k: data_id[k] for k in EXP_DET})
+        return {"post_isr": exp}
+
+    def run(self, **inputs: Any) -> dict[str, Any]:
+        """Not used: the task needs the data ID (see `run_quantum`)."""
+        raise NotImplementedError("IsrTask runs through run_quantum(inputs, data_id)")
+
+
+def with_isr(config: IsrTaskConfig, **flags: Any) -> IsrTaskConfig:
+    """A copy of ``config`` with ISR flags replaced (helper for task subclasses)."""
+    return dataclasses.replace(config, isr=dataclasses.replace(config.isr, **flags))
