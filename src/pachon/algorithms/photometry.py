@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pachon.core.errors import PachonError
+from pachon.core.errors import AlgorithmError
 from pachon.core.photocalib import PhotoCalib
 
 __all__ = ["PhotometryError", "ZeroPointFit", "fit_zero_point"]
@@ -20,7 +20,7 @@ __all__ = ["PhotometryError", "ZeroPointFit", "fit_zero_point"]
 _log = logging.getLogger(__name__)
 
 
-class PhotometryError(PachonError, RuntimeError):
+class PhotometryError(AlgorithmError):
     """Too few matched reference stars with usable fluxes to calibrate."""
 
 

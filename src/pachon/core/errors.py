@@ -21,6 +21,7 @@ __all__ = [
     "ChecksumError",
     "RepositoryError",
     "NoWorkFound",
+    "AlgorithmError",
 ]
 
 
@@ -74,3 +75,11 @@ class RepositoryError(PachonError, RuntimeError):
 
 class NoWorkFound(PachonError):  # noqa: N818 - policy signal, not a failure
     """Not an error: there is nothing to do for these inputs; skip quietly."""
+
+
+class AlgorithmError(PachonError, RuntimeError):
+    """An algorithm could not produce a result for these inputs (names the data ID and why).
+
+    Repeatable: retrying the same quantum gives the same failure, so executors record it and
+    move on rather than retry.  Subclasses say which step failed (PSF fit, astrometry, ...).
+    """

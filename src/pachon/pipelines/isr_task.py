@@ -149,6 +149,8 @@ class IsrTask(Task):
     inputs = {"raw": Input("raw", EXP_DET, "RawFits", doc="raw detector frame")}
     outputs = {"post_isr": Output("postISRCCD", EXP_DET, "Exposure", doc="calibrated detector image")}
     config_class = IsrTaskConfig
+    #: Name of the output connection holding the result.
+    output_name = "post_isr"
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
@@ -176,7 +178,7 @@ class IsrTask(Task):
             applied = name in inputs and (name == "ptc" or getattr(cfg, STEP_CALIBRATIONS[name]))
             md[f"HIERARCH ISR_{name.upper()}"] = (bool(applied), f"{name} calibration applied")
         md["HIERARCH ISR_DATA_ID"] = str({k: data_id[k] for k in EXP_DET})
-        return {"post_isr": exp}
+        return {self.output_name: exp}
 
     def run(self, **inputs: Any) -> dict[str, Any]:
         """Not used: the task needs the data ID (see `run_quantum`)."""

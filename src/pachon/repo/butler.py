@@ -47,6 +47,33 @@ class Provenance:
     inputs: list[DatasetRef]
 
 
+def _created_paths(root: Path) -> list[Path]:
+    """Files and folders a `Repository.create` in ``root`` may make."""
+    from pachon.repo.config import CONFIG_NAME
+
+    names = [CONFIG_NAME, "datastore"] + [f"registry.sqlite3{s}" for s in ("", "-wal", "-shm", "-journal")]
+    return [root / n for n in names]
+
+
+def _cleanup_failed_create(root: Path, made: list[Path], before: set[Path]) -> None:
+    """Remove what a failed `Repository.create` made (never what existed before it)."""
+    for path in _created_paths(root):
+        if path in before:
+            continue
+        if path.is_dir():
+            try:
+                path.rmdir()
+            except OSError:
+                _log.warning("left %s behind: it is not empty", path)
+        elif path.is_file():
+            path.unlink(missing_ok=True)
+    for folder in made:  # deepest first
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
 class Repository:
     """A data repository: registry (SQL) and datastore (files).
 
@@ -79,17 +106,24 @@ class Repository:
             ``root`` already holds a repository.
         """
         root = Path(root).resolve()
-        root.mkdir(parents=True, exist_ok=True)
         if (root / "pachon.yaml").exists():
             raise RepositoryError(
                 f"{root} already holds a repository; open it with Repository({str(root)!r})"
             )
+        made = [p for p in (root, *root.parents) if not p.exists()]
+        root.mkdir(parents=True, exist_ok=True)
         cfg = RepoConfig.default(root)
         cfg = RepoConfig(registry_url or cfg.registry_url, datastore_root or cfg.datastore_root)
-        Registry(cfg.registry_url, create=True).close()
-        cfg.write(root)
-        _log.info("created repository %s (registry %s)", root, cfg.registry_url)
-        return cls(root)
+        before = {p for p in _created_paths(root) if p.exists()}
+        try:
+            Registry(cfg.registry_url, create=True).close()
+            cfg.write(root)
+            repo = cls(root)
+        except BaseException:
+            _cleanup_failed_create(root, made, before)
+            raise
+        _log.info("created repository %s (registry %s)", root, repo.registry.db.safe_url)
+        return repo
 
     def close(self) -> None:
         """Release database connections."""

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pachon.core.errors import PachonError
+from pachon.core.errors import AlgorithmError
 
 __all__ = ["AstrometryError", "SimilarityMatch", "match_triangles"]
 
 _log = logging.getLogger(__name__)
 
 
-class AstrometryError(PachonError, RuntimeError):
+class AstrometryError(AlgorithmError):
     """No astrometric solution: too few sources or references, or no consistent match."""
 
 

@@ -147,6 +147,20 @@ def _robust_poly_background(image: np.ndarray, good: np.ndarray, order: int) -> 
     return al_mod.poly_terms((xx - 0.5 * w) / (0.5 * w), (yy - 0.5 * h) / (0.5 * h), order) @ coef
 
 
+def _consistent_flux(s_img: np.ndarray, t_img: np.ndarray, xs: np.ndarray, ys: np.ndarray,
+                     half: int) -> tuple[np.ndarray, np.ndarray]:
+    """Drop candidates whose science/template flux ratio is an outlier (variables, transients on stars)."""
+    if len(xs) < 4:
+        return xs, ys
+    off = np.arange(-half, half + 1)
+    idx = (ys[:, None, None] + off[None, :, None], xs[:, None, None] + off[None, None, :])
+    ratio = s_img[idx].sum(axis=(1, 2)) / np.maximum(t_img[idx].sum(axis=(1, 2)), 1e-30)
+    med = np.median(ratio)
+    mad = 1.4826 * np.median(np.abs(ratio - med))
+    keep = np.abs(ratio - med) <= 4.0 * max(mad, 0.02 * abs(med))
+    return xs[keep], ys[keep]
+
+
 def _fit(config: al_mod.AlConfig, mode: str, s_img: np.ndarray, s_var: np.ndarray, t_img: np.ndarray,
          t_var: np.ndarray, bad: np.ndarray, psf_s: np.ndarray, psf_t: np.ndarray, flux_scale: float
          ) -> al_mod.KernelSolution:
@@ -173,6 +187,7 @@ def _fit(config: al_mod.AlConfig, mode: str, s_img: np.ndarray, s_var: np.ndarra
     hs = max(hk, math.ceil(3.0 * sig_t))
     xs, ys = al_mod.find_kernel_candidates(t_img, t_var, bad, _sigma(psf_t), hs + hk,
                                            snr_min=config.snr_min, max_stars=config.max_stars)
+    xs, ys = _consistent_flux(s_img, t_img, xs, ys, max(2, math.ceil(2 * _sigma(psf_s))))
     try:
         return al_mod.fit_kernel(target, ref, target_var, ref_var, xs, ys, basis, config, mode=mode,
                                  stamp_half=hs, regularizer=reg)

@@ -17,14 +17,14 @@ import numpy as np
 
 from pachon.algorithms.measurement.stamps import extract_stamps
 from pachon.algorithms.psf.pixel_psf import PixelBasisPsf, fourier_shift, poly_design
-from pachon.core.errors import PachonError
+from pachon.core.errors import AlgorithmError
 
 __all__ = ["PsfFitError", "PsfFitResult", "fit_pixel_psf", "select_psf_stars"]
 
 _log = logging.getLogger(__name__)
 
 
-class PsfFitError(PachonError, RuntimeError):
+class PsfFitError(AlgorithmError):
     """Too few usable stars to model the PSF (an image with no stars, or all saturated)."""
 
 

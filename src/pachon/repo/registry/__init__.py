@@ -20,13 +20,20 @@ class Registry(RecordsMixin, CollectionsMixin, DatasetsMixin, CalibrationsMixin,
     url
         SQLAlchemy database URL.
     create
-        Create the tables (idempotent).
+        Create a new registry (`RepositoryError` when the database already holds one);
+        otherwise check that it holds one of this schema version.
     """
 
     def __init__(self, url: str, *, create: bool = False) -> None:
         self.db = Database(url)
-        if create:
-            self.db.create_tables()
+        try:
+            if create:
+                self.db.create_registry()
+            #: ``registry_meta`` values: ``schema_version``, ``creation_id``, ``created``.
+            self.meta: dict[str, str] = self.db.check_registry()
+        except BaseException:
+            self.db.engine.dispose()
+            raise
         self._collection_cache: dict = {}
         self._type_cache: dict = {}
 

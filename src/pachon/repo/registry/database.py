@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 
 from pachon.core.errors import RepositoryError
-from pachon.repo.registry.tables import make_metadata
+from pachon.repo.registry.tables import SCHEMA_VERSION, make_metadata
 
 __all__ = ["Database"]
 
@@ -86,12 +86,120 @@ class Database:
         self._grown = 0
         _log.debug("refreshed planner statistics of %s", self.url)
 
+    def sqlite_file(self) -> str | None:
+        """The SQLite database file (None for other back ends or an in-memory database)."""
+        if not self.is_sqlite:
+            return None
+        name = sa.engine.make_url(self.url).database
+        return None if not name or name == ":memory:" else name
+
     def create_tables(self) -> None:
         """Create every table (no-op for those that exist)."""
         try:
             self.metadata.create_all(self.engine)
-        except sa.exc.OperationalError as exc:
-            raise RepositoryError(f"cannot create the registry tables at {self.url!r}: {exc}") from exc
+        except sa.exc.DBAPIError as exc:
+            raise RepositoryError(f"cannot create the registry tables at {self.safe_url}: {exc}") from exc
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password hidden, for messages."""
+        try:
+            return repr(sa.engine.make_url(self.url).render_as_string(hide_password=True))
+        except sa.exc.ArgumentError:
+            return repr(self.url)
+
+    def create_registry(self) -> str:
+        """Create the tables of a new registry and record its creation id.
+
+        Returns
+        -------
+        creation_id
+            A new UUID identifying this registry.
+
+        Raises
+        ------
+        RepositoryError
+            The database already holds a registry (or is unreachable).
+        """
+        import datetime
+        import uuid
+
+        try:
+            existing = sa.inspect(self.engine).get_table_names()
+        except sa.exc.DBAPIError as exc:
+            raise RepositoryError(f"cannot reach the registry database {self.safe_url}: {exc}") from exc
+        if "registry_meta" in existing or "dataset" in existing:
+            meta = self.read_meta() if "registry_meta" in existing else {}
+            raise RepositoryError(
+                f"the database {self.safe_url} already holds a Pachón registry (creation id "
+                f"{meta.get('creation_id', 'unknown')}); open the repository that uses it, or "
+                f"give a new, empty database"
+            )
+        self.create_tables()
+        creation_id = str(uuid.uuid4())
+        rows = [
+            {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+            {"key": "creation_id", "value": creation_id},
+            {"key": "created", "value": datetime.datetime.now(datetime.UTC).isoformat()},
+        ]
+        try:
+            with self._writer.begin() as conn:
+                conn.execute(self.tables["registry_meta"].insert(), rows)
+        except sa.exc.IntegrityError as exc:
+            raise RepositoryError(
+                f"the database {self.safe_url} was made a registry by another process meanwhile"
+            ) from exc
+        return creation_id
+
+    def read_meta(self) -> dict[str, str]:
+        """The ``registry_meta`` rows as a dict (empty for a registry made before it existed)."""
+        table = self.tables["registry_meta"]
+        try:
+            with self.engine.connect() as conn:
+                if not sa.inspect(conn).has_table("registry_meta"):
+                    return {}
+                return {r.key: r.value for r in conn.execute(sa.select(table.c.key, table.c.value))}
+        except sa.exc.DBAPIError as exc:
+            raise RepositoryError(f"cannot read the registry at {self.safe_url}: {exc}") from exc
+
+    def check_registry(self) -> dict[str, str]:
+        """Check on open that the database holds a registry of a supported schema version.
+
+        Raises
+        ------
+        RepositoryError
+            The SQLite file is missing, the database holds no registry, or its schema version
+            is not this software's.
+        """
+        path = self.sqlite_file()
+        if path is not None:
+            import os
+
+            if not os.path.isfile(path):
+                raise RepositoryError(
+                    f"registry database file {path} is missing; restore it from a backup, or "
+                    f"create a new repository (pachon repo create)"
+                )
+        meta = self.read_meta()
+        if not meta:
+            try:
+                tables = set(sa.inspect(self.engine).get_table_names())
+            except sa.exc.DBAPIError as exc:
+                raise RepositoryError(f"cannot reach the registry database {self.safe_url}: {exc}") from exc
+            if "dataset" not in tables:
+                raise RepositoryError(
+                    f"the database {self.safe_url} holds no Pachón registry; create a repository "
+                    f"with `pachon repo create`"
+                )
+            _log.warning("registry %s has no registry_meta table (made by an older version)", self.safe_url)
+            return meta
+        version = meta.get("schema_version")
+        if version != str(SCHEMA_VERSION):
+            raise RepositoryError(
+                f"the registry at {self.safe_url} has schema version {version}; this software "
+                f"reads version {SCHEMA_VERSION}; use a matching Pachón version"
+            )
+        return meta
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sa.Connection]:

@@ -6,7 +6,10 @@ import sqlalchemy as sa
 
 from pachon.repo.dimensions import SKYPIX_DIMENSION, UNIVERSE, DimensionElement
 
-__all__ = ["make_metadata", "DATA_ID_COLUMNS", "SQL_TYPES"]
+__all__ = ["make_metadata", "DATA_ID_COLUMNS", "SQL_TYPES", "SCHEMA_VERSION"]
+
+#: Version of the registry schema, stored in ``registry_meta`` and checked on open.
+SCHEMA_VERSION = 1
 
 SQL_TYPES = {
     "int": sa.BigInteger,
@@ -53,11 +56,18 @@ def make_metadata() -> sa.MetaData:
     Returns
     -------
     metadata
-        Tables: ``dim_<element>`` for each dimension element, ``dataset_type``, ``collection``,
+        Tables: ``registry_meta`` (``schema_version``, ``creation_id``, ``created``),
+        ``dim_<element>`` for each dimension element, ``dataset_type``, ``collection``,
         ``collection_chain``, ``dataset``, ``dataset_tag``, ``calib``, ``file_record``,
         ``provenance``, ``dataset_input``, ``region_overlap``.
     """
     md = sa.MetaData()
+    sa.Table(
+        "registry_meta",
+        md,
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("value", sa.String(256), nullable=False),
+    )
     for elem in UNIVERSE.values():
         _dimension_table(md, elem)
     sa.Table(
