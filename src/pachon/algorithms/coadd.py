@@ -87,8 +87,12 @@ def coadd_exposures(
             raise ConfigError(f"coadd_exposures: input {k} covers {w.bbox}, not {bbox}; warp it first")
     ref_cal = warps[0].photo_calib
     scales = np.array(
-        [1.0 if (ref_cal is None or w.photo_calib is None)
-         else w.photo_calib.calibration_mean / ref_cal.calibration_mean for w in warps]
+        [
+            1.0
+            if (ref_cal is None or w.photo_calib is None)
+            else w.photo_calib.calibration_mean / ref_cal.calibration_mean
+            for w in warps
+        ]
     )
     img = np.stack([w.image for w in warps]).astype(np.float64) * scales[:, None, None]
     var = np.stack([w.variance for w in warps]).astype(np.float64) * scales[:, None, None] ** 2
@@ -125,12 +129,14 @@ def coadd_exposures(
         cx, cy = bbox.x0 + 0.5 * (bbox.width - 1), bbox.y0 + 0.5 * (bbox.height - 1)
         psf = coadd_psf([wp.psf for wp in warps], weights / weights.sum(), cx, cy)  # type: ignore[misc]
     _log.info("coadded %d exposures (%.2f%% pixels clipped)", len(warps), 100.0 * clipped.mean())
-    return Exposure(image, mask, variance, wcs=warps[0].wcs, psf=psf, photo_calib=ref_cal,
-                    xy0=(bbox.x0, bbox.y0))
+    return Exposure(
+        image, mask, variance, wcs=warps[0].wcs, psf=psf, photo_calib=ref_cal, xy0=(bbox.x0, bbox.y0)
+    )
 
 
-def select_best_seeing(exposures: Sequence[Exposure], n_best: int | None = None,
-                       max_sigma: float | None = None) -> list[int]:
+def select_best_seeing(
+    exposures: Sequence[Exposure], n_best: int | None = None, max_sigma: float | None = None
+) -> list[int]:
     """Indices of the exposures with the narrowest PSFs (at each exposure's centre), best first."""
     sig = []
     for k, e in enumerate(exposures):

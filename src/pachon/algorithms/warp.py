@@ -81,7 +81,9 @@ def pixel_mapping(
     sx, sy = _to_pixel(src_wcs, *_to_sky(dest_wcs, gx.ravel(), gy.ravel()))
     sx, sy = sx.reshape(gx.shape), sy.reshape(gx.shape)
     if len(xs) < 4 or len(ys) < 4:  # too small for a cubic spline: exact mapping
-        fx, fy = np.meshgrid(np.arange(w, dtype=float) + dest_bbox.x0, np.arange(h, dtype=float) + dest_bbox.y0)
+        fx, fy = np.meshgrid(
+            np.arange(w, dtype=float) + dest_bbox.x0, np.arange(h, dtype=float) + dest_bbox.y0
+        )
         ex, ey = _to_pixel(src_wcs, *_to_sky(dest_wcs, fx.ravel(), fy.ravel()))
         return np.asarray(ex).reshape(h, w), np.asarray(ey).reshape(h, w)
     fx = RectBivariateSpline(ys, xs, sx, kx=3, ky=3)(np.arange(h), np.arange(w))
@@ -95,8 +97,10 @@ def _local_jacobian(src_wcs: WCS, dest_wcs: WCS, x: float, y: float, step: float
     py = np.array([y, y, y, y + step, y - step])
     sx, sy = _to_pixel(src_wcs, *_to_sky(dest_wcs, px, py))
     return np.array(
-        [[(sx[1] - sx[2]) / (2 * step), (sx[3] - sx[4]) / (2 * step)],
-         [(sy[1] - sy[2]) / (2 * step), (sy[3] - sy[4]) / (2 * step)]]
+        [
+            [(sx[1] - sx[2]) / (2 * step), (sx[3] - sx[4]) / (2 * step)],
+            [(sy[1] - sy[2]) / (2 * step), (sy[3] - sy[4]) / (2 * step)],
+        ]
     )
 
 

@@ -19,6 +19,7 @@ _COMMAND_MODULES = [
     "pachon.cli.pipe_cmds",
     "pachon.cli.broker_cmds",
     "pachon.cli.serve_cmds",
+    "pachon.cli.cp_cmds",
 ]
 
 

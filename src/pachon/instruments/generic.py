@@ -203,6 +203,7 @@ class GenericInstrument(Instrument):
         detector = self._detector(h)
         exposure_time = h.number(spec.exposure_time)
         begin = self._begin(h)
+        h.check_exposure(spec.exposure_time, exposure_time, None, None, spec.exposure_time)
         day_obs = day_obs_from_time(begin)
         seq_num = self._seq_num(h, begin, day_obs)
         exposure_id = exposure_id_from_day_obs(day_obs, seq_num, filename=h.filename)

@@ -125,6 +125,8 @@ class LsstInstrument(Instrument):
         detector = self._detector(h)
         exposure_time = h.number("EXPTIME")
         begin, end = self._times(h, exposure_time)
+        end_key = "MJD-END" if h.has("MJD-END") else "DATE-END" if h.has("DATE-END") else "EXPTIME"
+        h.check_exposure("EXPTIME", exposure_time, begin, end, end_key)
         day_obs = h.integer("DAYOBS", None) or day_obs_from_time(begin)
         seq_num = h.integer("SEQNUM")
         controller = h.string("CONTRLLR", "O")

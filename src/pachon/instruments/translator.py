@@ -157,6 +157,21 @@ class HeaderReader:
             raise self.error(key, f"has non-finite value {value!r}")
         return number
 
+    def check_exposure(self, exptime_key: str, exposure_time: float, begin: Any, end: Any,
+                       end_key: str) -> None:
+        """Refuse a negative exposure time, or an end before the beginning.
+
+        Raises
+        ------
+        MetadataTranslationError
+            Naming the file and the offending key.
+        """
+        if exposure_time < 0:
+            raise self.error(exptime_key, f"has negative value {exposure_time!r} (seconds)")
+        if end is not None and begin is not None and end < begin:
+            raise self.error(end_key, f"gives the end of the exposure ({end.tai.isot} TAI) before its "
+                             f"beginning ({begin.tai.isot} TAI)")
+
     def integer(self, key: str, default: Any = ..., *, required: bool = True) -> int | None:
         """The value of ``key`` as an integer (strings of digits accepted)."""
         value = self.raw(key, default, required=required)

@@ -116,7 +116,9 @@ def check_bbox(storage_class: str, box: Any, shape: tuple[int, ...]) -> tuple[sl
             f"got {type(box).__name__} {box!r}"
         )
     if len(shape) < 2:
-        raise ConfigError(f"storage class {storage_class}: parameter 'bbox' needs a 2-D image, got shape {shape}")
+        raise ConfigError(
+            f"storage class {storage_class}: parameter 'bbox' needs a 2-D image, got shape {shape}"
+        )
     height, width = shape[-2], shape[-1]
     if box.width <= 0 or box.height <= 0 or not Box(0, 0, width, height).contains(box):
         raise ConfigError(

@@ -118,12 +118,40 @@ def _records(p: _Prepared) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def _check_observation(path: str, inst: Any, obs: Any) -> None:
+    """Refuse values the registry could not hold consistently (undefined filter, bad times)."""
+    from pachon.core.errors import MetadataTranslationError
+
+    filters = dict(getattr(inst, "filters", {}) or {})
+    if obs.physical_filter not in filters:
+        keys = list(getattr(inst, "filter_keys", None) or [])
+        spec = getattr(getattr(getattr(inst, "model", None), "header", None), "filter", None)
+        if not keys and getattr(spec, "key", None):
+            keys = [spec.key]
+        named = f"header key {'/'.join(map(repr, keys))}" if keys else "the header's filter"
+        raise MetadataTranslationError(
+            f"{path}: {named} gives physical_filter {obs.physical_filter!r}, which is not defined "
+            f"by instrument {inst.name}; known filters: {', '.join(map(str, filters)) or 'none'}; "
+            f"add it to the instrument definition (filters:) or fix the header"
+        )
+    if obs.exposure_time is not None and obs.exposure_time < 0:
+        raise MetadataTranslationError(
+            f"{path}: header key for exposure_time gives a negative value {obs.exposure_time}"
+        )
+    if obs.datetime_end < obs.datetime_begin:
+        raise MetadataTranslationError(
+            f"{path}: the observation ends ({obs.datetime_end.tai.isot} TAI) before it begins "
+            f"({obs.datetime_begin.tai.isot} TAI); check the header's end time keys"
+        )
+
+
 def _prepare(path: str, instrument: Any) -> _Prepared:
     from pachon.instruments import find_instrument
 
     header, shapes = read_raw_header(path)
     inst = instrument if instrument is not None else find_instrument(header, filename=path)
     obs = inst.translate_header(header, filename=path)
+    _check_observation(path, inst, obs)
     check_raw_shape(path, shapes, inst, obs.detector)
     data_id = {
         "instrument": obs.instrument,

@@ -26,6 +26,39 @@ def _data_bytes(header: Any) -> int:
     return abs(int(header["BITPIX"])) // 8 * gcount * (pcount + int(np.prod(dims)))
 
 
+_COMPRESSED = {b"\x1f\x8b": "gzip", b"BZ": "bz2"}
+
+
+def _stream_size(path: str) -> int:
+    """Size in bytes of the FITS stream: the file size, or the decompressed size.
+
+    Raises
+    ------
+    FormatError
+        A compressed file that ends before its end-of-stream marker (truncated).
+    """
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    kind = _COMPRESSED.get(magic)
+    if kind is None:
+        return os.path.getsize(path)
+    import bz2
+    import gzip
+    import zlib
+
+    opener = gzip.open if kind == "gzip" else bz2.open
+    total = 0
+    try:
+        with opener(path, "rb") as f:
+            while chunk := f.read(1 << 22):
+                total += len(chunk)
+    except (EOFError, OSError, zlib.error) as exc:
+        raise FormatError(
+            f"{path}: truncated or corrupt {kind} file ({exc}); copy the file again from its source"
+        ) from exc
+    return total
+
+
 def read_raw_header(path: str | Path) -> tuple[Any, list[tuple[int, int]]]:
     """Read the headers of a raw FITS file and check it is complete.
 
@@ -33,7 +66,9 @@ def read_raw_header(path: str | Path) -> tuple[Any, list[tuple[int, int]]]:
     -------
     header, shapes
         The primary header merged with the first extension's (primary wins), and the
-        ``(NAXIS2, NAXIS1)`` shape of every HDU holding a 2-D image.
+        ``(NAXIS2, NAXIS1)`` shape of every HDU holding a 2-D image (primary or ``IMAGE``
+        extensions; binary tables such as LSST's ``REB_COND`` are not images).  Gzip and
+        bzip2 compressed files are measured decompressed.
 
     Raises
     ------
@@ -43,13 +78,13 @@ def read_raw_header(path: str | Path) -> tuple[Any, list[tuple[int, int]]]:
     from astropy.io import fits
 
     path = str(path)
-    size = os.path.getsize(path)
+    size = _stream_size(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
                 infos = [(hdu.header.copy(), hdul.fileinfo(i)) for i, hdu in enumerate(hdul)]
-    except (OSError, ValueError, IndexError, TypeError) as exc:
+    except (OSError, EOFError, ValueError, IndexError, TypeError) as exc:
         raise FormatError(
             f"{path}: not a readable FITS file ({exc}); only FITS raws can be ingested"
         ) from exc
@@ -60,10 +95,12 @@ def read_raw_header(path: str | Path) -> tuple[Any, list[tuple[int, int]]]:
         end = info["datLoc"] + _data_bytes(hdr)
         if end > size:
             raise FormatError(
-                f"{path}: truncated FITS file: HDU {i} needs {end} bytes, the file has {size}; "
+                f"{path}: truncated FITS file: HDU {i} needs {end} bytes, the file has {size}"
+                f"{' (decompressed)' if size != os.path.getsize(path) else ''}; "
                 f"copy the file again from its source"
             )
-        if int(hdr.get("NAXIS", 0)) == 2:
+        is_image = i == 0 or str(hdr.get("XTENSION", "")).strip().upper() == "IMAGE"
+        if is_image and int(hdr.get("NAXIS", 0)) == 2:
             shapes.append((int(hdr["NAXIS2"]), int(hdr["NAXIS1"])))
     header = infos[0][0].copy()
     if len(infos) > 1:
@@ -82,21 +119,36 @@ def check_raw_shape(
 ) -> None:
     """Check that the file's image size matches the instrument's detector definition.
 
+    For instruments with one HDU per amplifier, the file must hold exactly one image HDU of
+    each amplifier's raw shape (as many amplifier-sized HDUs as the detector has amplifiers,
+    with the same multiset of shapes).  Further image HDUs whose shape is not an amplifier
+    shape (a small engineering or guider stamp, say) are allowed and ignored; one more
+    amplifier-sized HDU than amplifiers is rejected, since the reader could not tell which
+    is which.
+
     Raises
     ------
     IngestError
         The sizes differ (naming the file, the detector and both shapes).
     """
+    from collections import Counter
+
     det = instrument.detector(detector_id)
     amps = list(getattr(det, "amplifiers", []) or [])
     if getattr(instrument, "raw_format", "single_hdu") == "hdu_per_amplifier":
-        expected = sorted((a.raw_bbox.height, a.raw_bbox.width) for a in amps)
-        got = sorted(shapes)
-        if got[: len(expected)] != expected and sorted(set(got)) != sorted(set(expected)):
+        expected = Counter((a.raw_bbox.height, a.raw_bbox.width) for a in amps)
+        got = Counter(shape for shape in shapes if shape in expected)
+        if got != expected:
+            n_got, n_exp = sum(got.values()), sum(expected.values())
             raise IngestError(
-                f"{path}: amplifier images {got} do not match detector {det.name} of "
-                f"{instrument.name} ({expected}); is this the right instrument definition?"
+                f"{path}: {n_got} amplifier image HDU(s) of shapes {dict(got)} but detector "
+                f"{det.name} of {instrument.name} has {n_exp} amplifiers of shapes "
+                f"{dict(expected)} (NAXIS2, NAXIS1); the file is incomplete or this is the "
+                f"wrong instrument definition"
             )
+        extra = [shape for shape in shapes if shape not in expected]
+        if extra:
+            _log.debug("%s: ignoring %d non-amplifier image HDU(s) %s", path, len(extra), extra)
         return
     if amps:
         expected_shape = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -59,6 +60,15 @@ class ServiceSettings(BaseModel):
         Folder of the auth database, job database and job results (``<repo>/services``).
     catalog_cache
         Rebuild the DuckDB catalog cache at start-up only when the repository changed.
+    tap_backend
+        TAP query back end: ``duckdb`` (default, a file in ``data_dir``) or ``postgresql``
+        (the served tables copied into ``tap_database_url`` with Q3C indexes, for large tables).
+    tap_database_url
+        PostgreSQL URL of a database the service may fill, as a user allowed to create schemas,
+        roles and the ``q3c`` extension (``postgresql://user@host:5432/db``; a SQLAlchemy
+        ``postgresql+psycopg://`` URL is accepted).
+    tap_reader_role
+        Name of the read-only role queries run as (default ``<database>_tap_reader``).
     """
 
     repo: Path
@@ -74,6 +84,9 @@ class ServiceSettings(BaseModel):
     async_destruction_days: float = Field(7.0, gt=0)
     async_workers: int = Field(2, gt=0)
     data_dir: Path | None = None
+    tap_backend: Literal["duckdb", "postgresql"] = "duckdb"
+    tap_database_url: str | None = None
+    tap_reader_role: str | None = None
 
     def resolved_data_dir(self) -> Path:
         """The data folder (created when missing): ``data_dir`` or ``<repo>/services``."""

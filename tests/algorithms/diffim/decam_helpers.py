@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pachon.algorithms.diffim.al import find_kernel_candidates
 from pachon.algorithms.dia.stamps import gather
+from pachon.algorithms.diffim.al import find_kernel_candidates
 from pachon.core.exposure import Exposure
 from pachon.core.psf import ImagePsf
 from pachon.core.wcs import wcs_from_header
@@ -39,6 +39,8 @@ def estimate_psf(image: np.ndarray, variance: np.ndarray, sigma: float, half: in
     cy = (stamps * w * yy).sum(axis=(1, 2)) / tot
     from pachon.core.psf import shift_kernel
 
-    shifted = np.array([shift_kernel(s / s.sum(), -dx, -dy) for s, dx, dy in zip(stamps, cx, cy, strict=True)])
+    shifted = np.array(
+        [shift_kernel(s / s.sum(), -dx, -dy) for s, dx, dy in zip(stamps, cx, cy, strict=True)]
+    )
     kernel = np.median(shifted, axis=0)[2:-2, 2:-2]
     return ImagePsf(np.clip(kernel, 0, None))

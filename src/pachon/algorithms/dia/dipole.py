@@ -58,10 +58,14 @@ class DipoleFit:
         """Direction from the negative to the positive lobe (degrees from +x, counter-clockwise)."""
         return math.degrees(math.atan2(self.pos_xy[1] - self.neg_xy[1], self.pos_xy[0] - self.neg_xy[0]))
 
-    def is_dipole(self, *, min_lobe_snr: float = 3.0, max_flux_asymmetry: float = 0.65,
-                  max_length: float = 10.0) -> bool:
+    def is_dipole(
+        self, *, min_lobe_snr: float = 3.0, max_flux_asymmetry: float = 0.65, max_length: float = 10.0
+    ) -> bool:
         """Whether the fit describes a dipole (see the module docstring)."""
-        snr_ok = self.pos_flux / self.pos_flux_err >= min_lobe_snr and self.neg_flux / self.neg_flux_err >= min_lobe_snr
+        snr_ok = (
+            self.pos_flux / self.pos_flux_err >= min_lobe_snr
+            and self.neg_flux / self.neg_flux_err >= min_lobe_snr
+        )
         tot = self.pos_flux + self.neg_flux
         sym = tot > 0 and abs(self.flux_diff) / tot <= max_flux_asymmetry
         return bool(snr_ok and sym and self.length <= max_length and self.chi2 < self.single_chi2)
@@ -77,8 +81,14 @@ def _lin(models: np.ndarray, d: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, 
     return cov @ (a @ (d.ravel() * np.sqrt(w.ravel()))), cov
 
 
-def fit_dipole(stamp: np.ndarray, var: np.ndarray, psf: np.ndarray, origin: tuple[int, int],
-               pos_guess: tuple[float, float], neg_guess: tuple[float, float]) -> DipoleFit:
+def fit_dipole(
+    stamp: np.ndarray,
+    var: np.ndarray,
+    psf: np.ndarray,
+    origin: tuple[int, int],
+    pos_guess: tuple[float, float],
+    neg_guess: tuple[float, float],
+) -> DipoleFit:
     """Fit a dipole on ``stamp`` (odd square, centre pixel at parent ``origin``).
 
     Parameters
@@ -119,10 +129,19 @@ def fit_dipole(stamp: np.ndarray, var: np.ndarray, psf: np.ndarray, origin: tupl
     sol = least_squares(resid, np.clip(p0, lo + 1e-3, hi - 1e-3), bounds=(lo, hi), x_scale=0.5, max_nfev=200)
     m = models(sol.x)
     f, cov = _lin(m, d, w)
-    single = shifted_psfs(psf, np.array([0.5 * (sol.x[0] + sol.x[2]) - ox]),
-                          np.array([0.5 * (sol.x[1] + sol.x[3]) - oy]), half)
+    single = shifted_psfs(
+        psf, np.array([0.5 * (sol.x[0] + sol.x[2]) - ox]), np.array([0.5 * (sol.x[1] + sol.x[3]) - oy]), half
+    )
     fs, _ = _lin(single, d, w)
     single_chi2 = float((((d - fs[0] * single[0]) ** 2) * w).sum())
-    return DipoleFit((float(sol.x[0]), float(sol.x[1])), (float(sol.x[2]), float(sol.x[3])),
-                     float(f[0]), float(f[1]), float(math.sqrt(cov[0, 0])), float(math.sqrt(cov[1, 1])),
-                     float(2 * sol.cost), int(good.sum()), single_chi2)
+    return DipoleFit(
+        (float(sol.x[0]), float(sol.x[1])),
+        (float(sol.x[2]), float(sol.x[3])),
+        float(f[0]),
+        float(f[1]),
+        float(math.sqrt(cov[0, 0])),
+        float(math.sqrt(cov[1, 1])),
+        float(2 * sol.cost),
+        int(good.sum()),
+        single_chi2,
+    )

@@ -36,8 +36,16 @@ __all__ = ["DiaMeasureConfig", "measure_dia_sources", "pixel_angle_to_bearing"]
 
 _log = logging.getLogger(__name__)
 
-_FLAG_PLANES = {"bad": "BAD", "cr": "CR", "edge": "EDGE", "nodata": "NO_DATA", "interpolated": "INTRP",
-                "saturated": "SAT", "suspect": "SUSPECT", "streak": "STREAK"}
+_FLAG_PLANES = {
+    "bad": "BAD",
+    "cr": "CR",
+    "edge": "EDGE",
+    "nodata": "NO_DATA",
+    "interpolated": "INTRP",
+    "saturated": "SAT",
+    "suspect": "SUSPECT",
+    "streak": "STREAK",
+}
 
 
 @dataclass
@@ -62,7 +70,9 @@ class DiaMeasureConfig:
     extended_ratio: float = 1.3
 
 
-def pixel_angle_to_bearing(exposure: Exposure, x: np.ndarray, y: np.ndarray, angle_deg: np.ndarray) -> np.ndarray:
+def pixel_angle_to_bearing(
+    exposure: Exposure, x: np.ndarray, y: np.ndarray, angle_deg: np.ndarray
+) -> np.ndarray:
     """Sky bearing (degrees east of north) of pixel-frame directions ``angle_deg`` (from +x) at ``(x, y)``."""
     a = np.radians(np.nan_to_num(angle_deg))
     ra0, dec0 = exposure.pixel_to_sky(x, y)
@@ -77,7 +87,9 @@ def _psf_half(kernel: np.ndarray) -> int:
     return kernel.shape[0] // 2
 
 
-def _forced(exposure: Exposure | None, x: np.ndarray, y: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray]:
+def _forced(
+    exposure: Exposure | None, x: np.ndarray, y: np.ndarray, half: int
+) -> tuple[np.ndarray, np.ndarray]:
     n = len(x)
     if exposure is None or exposure.psf is None:
         return np.full(n, np.nan), np.full(n, np.nan)
@@ -146,7 +158,9 @@ def measure_dia_sources(
     pos_err = math.sqrt(2.0) * sig / np.maximum(snr, 1e-3)
     radius = config.aperture_fwhm * 2.3548 * sig
     ap_half = int(math.ceil(radius))
-    ap, ap_err, trunc = st.aperture_flux(st.gather(img, ix, iy, ap_half), st.gather(var, ix, iy, ap_half), radius)
+    ap, ap_err, trunc = st.aperture_flux(
+        st.gather(img, ix, iy, ap_half), st.gather(var, ix, iy, ap_half), radius
+    )
     mhalf = max(half, int(math.ceil(4 * sig)))
     sign = np.where(detections.is_negative, -1.0, 1.0)[:, None, None]
     mom_stamps = sign * st.gather(img, ix, iy, mhalf, fill=0.0)
@@ -163,9 +177,14 @@ def measure_dia_sources(
     for i in np.flatnonzero(dip_cand):
         sep = float(np.hypot(*(detections.pos_xy[i] - detections.neg_xy[i])))
         dh = half + int(math.ceil(sep / 2)) + 1
-        fit = fit_dipole(st.gather(img, ix[i:i + 1], iy[i:i + 1], dh)[0], st.gather(var, ix[i:i + 1], iy[i:i + 1], dh)[0],
-                         kernel, (int(ix[i]) + ox, int(iy[i]) + oy), tuple(detections.pos_xy[i]),
-                         tuple(detections.neg_xy[i]))
+        fit = fit_dipole(
+            st.gather(img, ix[i : i + 1], iy[i : i + 1], dh)[0],
+            st.gather(var, ix[i : i + 1], iy[i : i + 1], dh)[0],
+            kernel,
+            (int(ix[i]) + ox, int(iy[i]) + oy),
+            tuple(detections.pos_xy[i]),
+            tuple(detections.neg_xy[i]),
+        )
         dip["mean"][i], dip["diff"][i] = fit.mean_flux, fit.flux_diff
         dip["mean_err"][i] = 0.5 * math.hypot(fit.pos_flux_err, fit.neg_flux_err)
         dip["diff_err"][i] = math.hypot(fit.pos_flux_err, fit.neg_flux_err)
@@ -173,8 +192,22 @@ def measure_dia_sources(
         dip_n[i] = fit.n_data
         is_dip[i] = fit.is_dipole()
     # trails: elongated positive sources
-    tr = {k: np.full(n, np.nan) for k in ("x", "y", "length", "angle", "flux", "x_err", "y_err", "length_err",
-                                          "angle_err", "flux_err", "chi2")}
+    tr = {
+        k: np.full(n, np.nan)
+        for k in (
+            "x",
+            "y",
+            "length",
+            "angle",
+            "flux",
+            "x_err",
+            "y_err",
+            "length_err",
+            "angle_err",
+            "flux_err",
+            "chi2",
+        )
+    }
     tr_n = np.zeros(n, np.int32)
     tr_edge = np.zeros(n, bool)
     dxx, dyy, dxy = ixx - pxx, iyy - pyy, ixy - pxy
@@ -185,10 +218,16 @@ def measure_dia_sources(
         length0 = max(length0, float(detections.bbox_size[i]) - 2 * 2.3548 * sig)
         angle0 = 0.5 * math.degrees(math.atan2(2 * dxy[i], dxx[i] - dyy[i]))
         th = int(min(config.trail_max_half, math.ceil(0.6 * length0 + 3 * sig + 2)))
-        s_i = st.gather(img, ix[i:i + 1], iy[i:i + 1], th)[0]
+        s_i = st.gather(img, ix[i : i + 1], iy[i : i + 1], th)[0]
         tr_edge[i] = bool(np.isnan(s_i).any())
-        fit = fit_trail(s_i, st.gather(var, ix[i:i + 1], iy[i:i + 1], th)[0], kernel,
-                        (int(ix[i]) + ox, int(iy[i]) + oy), length0, angle0)
+        fit = fit_trail(
+            s_i,
+            st.gather(var, ix[i : i + 1], iy[i : i + 1], th)[0],
+            kernel,
+            (int(ix[i]) + ox, int(iy[i]) + oy),
+            length0,
+            angle0,
+        )
         for k in tr:
             tr[k][i] = getattr(fit, k)
         tr_n[i] = fit.n_data
@@ -216,39 +255,81 @@ def measure_dia_sources(
         scale = 1.0 / 3600.0
     arcsec = scale * 3600.0
     has_tr = np.isfinite(tr["length"])
-    cols.update({
-        "diaSourceId": id_offset + np.arange(n, dtype=np.int64), "visit": np.full(n, visit, np.int64),
-        "detector": np.full(n, detector, np.int16), "ra": ra, "dec": dec,
-        "raErr": pos_err * scale, "decErr": pos_err * scale, "ra_dec_Cov": np.zeros(n),
-        "x": cx + ox, "y": cy + oy, "xErr": pos_err, "yErr": pos_err, "centroid_flag": off,
-        "apFlux": ap * calib, "apFluxErr": ap_err * calib, "apFlux_flag": ~np.isfinite(ap),
-        "apFlux_flag_apertureTruncated": trunc, "isNegative": detections.is_negative,
-        "snr": snr, "psfFlux": flux * calib, "psfFluxErr": flux_err * calib, "psfChi2": chi2,
-        "psfNdata": ndata.astype(np.int32), "psfFlux_flag": ~np.isfinite(flux),
-        "psfFlux_flag_edge": flags["pixelFlags_edge"] | flags["pixelFlags_nodata"],
-        "psfFlux_flag_noGoodPixels": ndata == 0,
-        "trailFlux": tr["flux"] * calib, "trailFluxErr": tr["flux_err"] * calib,
-        "trailRa": np.where(has_tr, tra, np.nan), "trailDec": np.where(has_tr, tdec, np.nan),
-        "trailRaErr": tr["x_err"] * scale, "trailDecErr": tr["y_err"] * scale,
-        "trailLength": tr["length"] * arcsec, "trailLengthErr": tr["length_err"] * arcsec,
-        "trailAngle": tr["angle"], "trailAngleErr": tr["angle_err"], "trailChi2": tr["chi2"],
-        "trailNdata": tr_n, "trail_flag_edge": tr_edge, "trail_flag": has_tr & ~np.isfinite(tr["length_err"]),
-        "dipoleMeanFlux": dip["mean"] * calib, "dipoleMeanFluxErr": dip["mean_err"] * calib,
-        "dipoleFluxDiff": dip["diff"] * calib, "dipoleFluxDiffErr": dip["diff_err"] * calib,
-        "dipoleLength": dip["length"] * arcsec, "dipoleAngle": dip["angle"], "dipoleChi2": dip["chi2"],
-        "dipoleNdata": dip_n, "isDipole": is_dip, "dipoleFitAttempted": dip_cand,
-        "scienceFlux": sci_f * calib, "scienceFluxErr": sci_e * calib,
-        "forced_PsfFlux_flag": ~np.isfinite(sci_f), "templateFlux": tpl_f * calib,
-        "templateFluxErr": tpl_e * calib,
-        "ixx": ixx * arcsec**2, "iyy": iyy * arcsec**2, "ixy": ixy * arcsec**2,
-        "ixxPSF": np.full(n, pxx * arcsec**2), "iyyPSF": np.full(n, pyy * arcsec**2),
-        "ixyPSF": np.full(n, pxy * arcsec**2), "shape_flag": ~mom_ok, "extendedness": extended,
-        "band": [band] * n if band is not None else None, "bboxSize": detections.bbox_size.astype(np.int32),
-        **flags,
-    })
+    cols.update(
+        {
+            "diaSourceId": id_offset + np.arange(n, dtype=np.int64),
+            "visit": np.full(n, visit, np.int64),
+            "detector": np.full(n, detector, np.int16),
+            "ra": ra,
+            "dec": dec,
+            "raErr": pos_err * scale,
+            "decErr": pos_err * scale,
+            "ra_dec_Cov": np.zeros(n),
+            "x": cx + ox,
+            "y": cy + oy,
+            "xErr": pos_err,
+            "yErr": pos_err,
+            "centroid_flag": off,
+            "apFlux": ap * calib,
+            "apFluxErr": ap_err * calib,
+            "apFlux_flag": ~np.isfinite(ap),
+            "apFlux_flag_apertureTruncated": trunc,
+            "isNegative": detections.is_negative,
+            "snr": snr,
+            "psfFlux": flux * calib,
+            "psfFluxErr": flux_err * calib,
+            "psfChi2": chi2,
+            "psfNdata": ndata.astype(np.int32),
+            "psfFlux_flag": ~np.isfinite(flux),
+            "psfFlux_flag_edge": flags["pixelFlags_edge"] | flags["pixelFlags_nodata"],
+            "psfFlux_flag_noGoodPixels": ndata == 0,
+            "trailFlux": tr["flux"] * calib,
+            "trailFluxErr": tr["flux_err"] * calib,
+            "trailRa": np.where(has_tr, tra, np.nan),
+            "trailDec": np.where(has_tr, tdec, np.nan),
+            "trailRaErr": tr["x_err"] * scale,
+            "trailDecErr": tr["y_err"] * scale,
+            "trailLength": tr["length"] * arcsec,
+            "trailLengthErr": tr["length_err"] * arcsec,
+            "trailAngle": tr["angle"],
+            "trailAngleErr": tr["angle_err"],
+            "trailChi2": tr["chi2"],
+            "trailNdata": tr_n,
+            "trail_flag_edge": tr_edge,
+            "trail_flag": has_tr & ~np.isfinite(tr["length_err"]),
+            "dipoleMeanFlux": dip["mean"] * calib,
+            "dipoleMeanFluxErr": dip["mean_err"] * calib,
+            "dipoleFluxDiff": dip["diff"] * calib,
+            "dipoleFluxDiffErr": dip["diff_err"] * calib,
+            "dipoleLength": dip["length"] * arcsec,
+            "dipoleAngle": dip["angle"],
+            "dipoleChi2": dip["chi2"],
+            "dipoleNdata": dip_n,
+            "isDipole": is_dip,
+            "dipoleFitAttempted": dip_cand,
+            "scienceFlux": sci_f * calib,
+            "scienceFluxErr": sci_e * calib,
+            "forced_PsfFlux_flag": ~np.isfinite(sci_f),
+            "templateFlux": tpl_f * calib,
+            "templateFluxErr": tpl_e * calib,
+            "ixx": ixx * arcsec**2,
+            "iyy": iyy * arcsec**2,
+            "ixy": ixy * arcsec**2,
+            "ixxPSF": np.full(n, pxx * arcsec**2),
+            "iyyPSF": np.full(n, pyy * arcsec**2),
+            "ixyPSF": np.full(n, pxy * arcsec**2),
+            "shape_flag": ~mom_ok,
+            "extendedness": extended,
+            "band": [band] * n if band is not None else None,
+            "bboxSize": detections.bbox_size.astype(np.int32),
+            **flags,
+        }
+    )
     schema = arrow_schema("apdb", "DiaSource")
     arrays = []
     for field in schema:
         value = cols.get(field.name)
-        arrays.append(pa.nulls(n, field.type) if value is None else pa.array(value, field.type, from_pandas=True))
+        arrays.append(
+            pa.nulls(n, field.type) if value is None else pa.array(value, field.type, from_pandas=True)
+        )
     return pa.Table.from_arrays(arrays, schema=schema)

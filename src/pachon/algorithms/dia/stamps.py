@@ -11,8 +11,15 @@ import math
 
 import numpy as np
 
-__all__ = ["adaptive_moments", "aperture_flux", "gather", "kernel_moments", "peak_centroid",
-           "psf_fit", "shifted_psfs"]
+__all__ = [
+    "adaptive_moments",
+    "aperture_flux",
+    "gather",
+    "kernel_moments",
+    "peak_centroid",
+    "psf_fit",
+    "shifted_psfs",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -36,13 +43,17 @@ def shifted_psfs(kernel: np.ndarray, dx: np.ndarray, dy: np.ndarray, half: int) 
     f = np.fft.rfft2(pad)
     fy = np.fft.fftfreq(size)[:, None]
     fx = np.fft.rfftfreq(size)[None, :]
-    ramp = np.exp(-2j * np.pi * (fx[None] * np.asarray(dx)[:, None, None] + fy[None] * np.asarray(dy)[:, None, None]))
+    ramp = np.exp(
+        -2j * np.pi * (fx[None] * np.asarray(dx)[:, None, None] + fy[None] * np.asarray(dy)[:, None, None])
+    )
     img = np.fft.irfft2(f[None] * ramp, s=(size, size))
     img = np.roll(img, (half, half), axis=(1, 2))[:, : 2 * half + 1, : 2 * half + 1]
     return img
 
 
-def psf_fit(stamps: np.ndarray, var: np.ndarray, psfs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def psf_fit(
+    stamps: np.ndarray, var: np.ndarray, psfs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Linear PSF flux fit per stamp: ``(flux, flux_err, chi2, n_data)``; NaN pixels are skipped."""
     good = np.isfinite(stamps) & np.isfinite(var) & (var > 0)
     w = np.where(good, 1.0 / np.where(good, var, 1.0), 0.0)
@@ -55,8 +66,10 @@ def psf_fit(stamps: np.ndarray, var: np.ndarray, psfs: np.ndarray) -> tuple[np.n
     return flux, err, chi2, good.sum(axis=(1, 2))
 
 
-def aperture_flux(stamps: np.ndarray, var: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sum within ``radius`` of the stamp centre: ``(flux, err, truncated)`` (NaN pixels count as truncation)."""
+def aperture_flux(
+    stamps: np.ndarray, var: np.ndarray, radius: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sum within ``radius`` of the stamp centre: ``(flux, err, truncated)`` (NaN pixels: truncated)."""
     half = stamps.shape[-1] // 2
     off = np.arange(-half, half + 1)
     inside = (off[:, None] ** 2 + off[None, :] ** 2) <= radius**2
@@ -79,7 +92,9 @@ def peak_centroid(score: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.n
     return np.asarray(x) + dx, np.asarray(y) + dy
 
 
-def adaptive_moments(stamps: np.ndarray, sigma0: float, n_iter: int = 12) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def adaptive_moments(
+    stamps: np.ndarray, sigma0: float, n_iter: int = 12
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Gaussian-weighted (adaptive) second moments about the stamp centre: ``(ixx, iyy, ixy, ok)``.
 
     The weight is re-matched to the measured moments each iteration (Bernstein & Jarvis);
@@ -99,8 +114,14 @@ def adaptive_moments(stamps: np.ndarray, sigma0: float, n_iter: int = 12) -> tup
         bad = ~(det > 1e-6)
         ok &= ~bad
         det = np.where(bad, sigma0**4, det)
-        a, b, c = np.where(bad, sigma0**2, iyy) / det, -np.where(bad, 0, ixy) / det, np.where(bad, sigma0**2, ixx) / det
-        wgt = np.exp(-0.5 * (a[:, None, None] * xx**2 + 2 * b[:, None, None] * xx * yy + c[:, None, None] * yy**2))
+        a, b, c = (
+            np.where(bad, sigma0**2, iyy) / det,
+            -np.where(bad, 0, ixy) / det,
+            np.where(bad, sigma0**2, ixx) / det,
+        )
+        wgt = np.exp(
+            -0.5 * (a[:, None, None] * xx**2 + 2 * b[:, None, None] * xx * yy + c[:, None, None] * yy**2)
+        )
         norm = (wgt * d).sum(axis=(1, 2))
         ok &= norm > 0
         norm = np.where(norm > 0, norm, 1.0)

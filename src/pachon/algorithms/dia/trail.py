@@ -47,8 +47,9 @@ def _psf_hat(psf: np.ndarray, size: int) -> np.ndarray:
     return np.fft.rfft2(np.roll(pad, (-(k // 2), -(k // 2)), axis=(0, 1)))
 
 
-def trail_model(psf_hat: np.ndarray, size: int, half: int, dx: float, dy: float, length: float,
-                angle_deg: float) -> np.ndarray:
+def trail_model(
+    psf_hat: np.ndarray, size: int, half: int, dx: float, dy: float, length: float, angle_deg: float
+) -> np.ndarray:
     """Unit-flux trail centred at offset ``(dx, dy)`` from the centre of a ``2 half + 1`` stamp."""
     fy = np.fft.fftfreq(size)[:, None]
     fx = np.fft.rfftfreq(size)[None, :]
@@ -59,8 +60,14 @@ def trail_model(psf_hat: np.ndarray, size: int, half: int, dx: float, dy: float,
     return np.roll(img, (half, half), axis=(0, 1))[: 2 * half + 1, : 2 * half + 1]
 
 
-def fit_trail(stamp: np.ndarray, var: np.ndarray, psf: np.ndarray, origin: tuple[int, int],
-              length0: float, angle0: float) -> TrailFit:
+def fit_trail(
+    stamp: np.ndarray,
+    var: np.ndarray,
+    psf: np.ndarray,
+    origin: tuple[int, int],
+    length0: float,
+    angle0: float,
+) -> TrailFit:
     """Fit a trailed PSF on ``stamp`` (central pixel at parent ``origin``).
 
     Parameters
@@ -104,6 +111,18 @@ def fit_trail(stamp: np.ndarray, var: np.ndarray, psf: np.ndarray, origin: tuple
     except np.linalg.LinAlgError:
         errs = np.full(5, np.nan)
     angle = float(sol.x[3]) % 180.0
-    return TrailFit(origin[0] + float(sol.x[0]), origin[1] + float(sol.x[1]), abs(float(sol.x[2])), angle, flux,
-                    float(errs[0]), float(errs[1]), float(errs[2]), float(errs[3]), float(errs[4]),
-                    float(2 * sol.cost), int(good.sum()), bool(sol.success))
+    return TrailFit(
+        origin[0] + float(sol.x[0]),
+        origin[1] + float(sol.x[1]),
+        abs(float(sol.x[2])),
+        angle,
+        flux,
+        float(errs[0]),
+        float(errs[1]),
+        float(errs[2]),
+        float(errs[3]),
+        float(errs[4]),
+        float(2 * sol.cost),
+        int(good.sum()),
+        bool(sol.success),
+    )

@@ -29,8 +29,16 @@ import numpy as np
 
 from pachon.core.errors import ConfigError, PachonError
 
-__all__ = ["AlConfig", "KernelFitError", "KernelSolution", "choose_mode", "find_kernel_candidates",
-           "fit_kernel", "fit_kernel_on_psfs", "poly_terms"]
+__all__ = [
+    "AlConfig",
+    "KernelFitError",
+    "KernelSolution",
+    "choose_mode",
+    "find_kernel_candidates",
+    "fit_kernel",
+    "fit_kernel_on_psfs",
+    "poly_terms",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -284,8 +292,9 @@ def fit_kernel(
     chi2 = np.zeros(n)
     for it in range(config.n_iter + 1):
         if keep.sum() < config.min_stars:
-            raise KernelFitError(f"only {int(keep.sum())} kernel stars survive the rejection "
-                                 f"(need {config.min_stars})")
+            raise KernelFitError(
+                f"only {int(keep.sum())} kernel stars survive the rejection (need {config.min_stars})"
+            )
         M = per_star_m[keep].sum(axis=0)
         b = per_star_b[keep].sum(axis=0)
         lam = config.regularization * float(np.trace(M)) / npar
@@ -304,8 +313,15 @@ def fit_kernel(
         if new_keep.sum() == keep.sum():
             break
         keep = new_keep
-    _log.info("AL kernel (%s): %d/%d stars, %d basis x %d spatial terms, mean chi2/pix %.2f",
-              mode, int(keep.sum()), n, nb, nt, float(chi2[keep].mean()))
+    _log.info(
+        "AL kernel (%s): %d/%d stars, %d basis x %d spatial terms, mean chi2/pix %.2f",
+        mode,
+        int(keep.sum()),
+        n,
+        nb,
+        nt,
+        float(chi2[keep].mean()),
+    )
     return KernelSolution(
         mode=mode,
         basis=basis,
@@ -322,8 +338,15 @@ def fit_kernel(
 
 
 def fit_kernel_on_psfs(
-    target_psf: np.ndarray, reference_psf: np.ndarray, basis: np.ndarray, shape: tuple[int, int],
-    *, mode: str, flux_scale: float = 1.0, regularizer: np.ndarray | None = None, regularization: float = 1e-7,
+    target_psf: np.ndarray,
+    reference_psf: np.ndarray,
+    basis: np.ndarray,
+    shape: tuple[int, int],
+    *,
+    mode: str,
+    flux_scale: float = 1.0,
+    regularizer: np.ndarray | None = None,
+    regularization: float = 1e-7,
 ) -> KernelSolution:
     """Kernel ``K`` with ``K * reference_psf ~= flux_scale * target_psf`` (noise-free, constant in space).
 
@@ -345,7 +368,14 @@ def fit_kernel_on_psfs(
     coef = np.linalg.solve(M, conv @ tgt.ravel())
     h, w = shape
     _log.warning("AL kernel fitted on the PSF models (too few stars in the image)")
-    return KernelSolution(mode=mode, basis=basis, coefficients=coef[None, :], spatial_order=0,
-                          background_coefficients=np.zeros(0), background_order=-1,
-                          centre=(0.5 * (w - 1), 0.5 * (h - 1)), scale=(0.5 * w, 0.5 * h),
-                          from_psf=True)
+    return KernelSolution(
+        mode=mode,
+        basis=basis,
+        coefficients=coef[None, :],
+        spatial_order=0,
+        background_coefficients=np.zeros(0),
+        background_order=-1,
+        centre=(0.5 * (w - 1), 0.5 * (h - 1)),
+        scale=(0.5 * w, 0.5 * h),
+        from_psf=True,
+    )

@@ -17,20 +17,28 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["delta_basis", "gaussian_basis", "kernel_half_width", "laplacian_regularization",
-           "matching_sigmas", "normalize_basis"]
+__all__ = [
+    "delta_basis",
+    "gaussian_basis",
+    "kernel_half_width",
+    "laplacian_regularization",
+    "matching_sigmas",
+    "normalize_basis",
+]
 
 _log = logging.getLogger(__name__)
 
 
-def kernel_half_width(sigma_target: float, sigma_reference: float, *, scale: float = 4.0,
-                      minimum: int = 5, maximum: int = 25) -> int:
+def kernel_half_width(
+    sigma_target: float, sigma_reference: float, *, scale: float = 4.0, minimum: int = 5, maximum: int = 25
+) -> int:
     """Half width of the matching kernel: ``scale`` times the widest of the two PSFs, clipped."""
     return int(np.clip(math.ceil(scale * max(sigma_target, sigma_reference)), minimum, maximum))
 
 
-def matching_sigmas(sigma_target: float, sigma_reference: float, *, beta: float = 2.0,
-                    floor: float = 0.7) -> list[float]:
+def matching_sigmas(
+    sigma_target: float, sigma_reference: float, *, beta: float = 2.0, floor: float = 0.7
+) -> list[float]:
     """Basis widths ``[s / beta, s, s * beta]`` around the matching width ``s = sqrt(|dsigma^2|)``."""
     s = math.sqrt(abs(sigma_target**2 - sigma_reference**2))
     s = max(s, floor)

@@ -34,8 +34,9 @@ __all__ = ["FLOOR", "DifferenceProducts", "decorrelation_filter", "filtered_diff
 _log = logging.getLogger(__name__)
 
 
-def decorrelation_filter(a_hat: np.ndarray, b_hat: np.ndarray, s2: np.ndarray | float,
-                         t2: np.ndarray | float) -> np.ndarray:
+def decorrelation_filter(
+    a_hat: np.ndarray, b_hat: np.ndarray, s2: np.ndarray | float, t2: np.ndarray | float
+) -> np.ndarray:
     """``phi = sqrt(N(0) / N(k))`` for ``N = s2 |A|^2 + t2 |B|^2`` (last two axes: frequencies).
 
     ``s2`` and ``t2`` broadcast against the leading axes (one value per cell).
@@ -143,7 +144,9 @@ def filtered_difference(
 
     diff, num, svar = apply_cell_filters([science, template, variance], grid, 3, filters)
     if decorrelate:  # frequencies below the floor are not restored: their noise is missing
-        fmap = np.repeat(np.repeat(factors, grid.cell, axis=0), grid.cell, axis=1)[: grid.shape[0], : grid.shape[1]]
+        fmap = np.repeat(np.repeat(factors, grid.cell, axis=0), grid.cell, axis=1)[
+            : grid.shape[0], : grid.shape[1]
+        ]
         variance = variance * fmap
     pd = np.fft.fftshift(centre_psf[0])
     c = size // 2

@@ -97,7 +97,9 @@ def detect_dia_sources(
     from scipy import ndimage
 
     if score.shape != difference.image.shape:
-        raise ConfigError(f"score shape {score.shape} differs from the difference image {difference.image.shape}")
+        raise ConfigError(
+            f"score shape {score.shape} differs from the difference image {difference.image.shape}"
+        )
     if threshold <= 0:
         raise ConfigError(f"threshold must be positive, got {threshold!r}")
     score = np.nan_to_num(score)
@@ -132,16 +134,40 @@ def detect_dia_sources(
     mask.set("DETECTED_NEGATIVE", neg & (labels > 0))
     ox, oy = difference.xy0
     det = DiaDetections(
-        x=x[keep] + ox, y=y[keep] + oy, peak_score=peak[keep], max_score=smax[keep], min_score=smin[keep],
-        pos_xy=pmax[keep][:, ::-1] + [ox, oy], neg_xy=pmin[keep][:, ::-1] + [ox, oy],
-        n_pixels=npix[keep], bbox_size=size[keep], labels=labels, threshold=threshold,
+        x=x[keep] + ox,
+        y=y[keep] + oy,
+        peak_score=peak[keep],
+        max_score=smax[keep],
+        min_score=smin[keep],
+        pos_xy=pmax[keep][:, ::-1] + [ox, oy],
+        neg_xy=pmin[keep][:, ::-1] + [ox, oy],
+        n_pixels=npix[keep],
+        bbox_size=size[keep],
+        labels=labels,
+        threshold=threshold,
     )
-    _log.info("detected %d DIA sources (%d negative, %d dipole candidates) at %.1f sigma",
-              len(det), int(det.is_negative.sum()), int(det.is_dipole_candidate.sum()), threshold)
+    _log.info(
+        "detected %d DIA sources (%d negative, %d dipole candidates) at %.1f sigma",
+        len(det),
+        int(det.is_negative.sum()),
+        int(det.is_dipole_candidate.sum()),
+        threshold,
+    )
     return det
 
 
 def _empty(labels: np.ndarray, threshold: float) -> DiaDetections:
     z = np.zeros(0)
-    return DiaDetections(z, z, z, z, z, np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0, int),
-                         np.zeros(0, int), labels, threshold)
+    return DiaDetections(
+        z,
+        z,
+        z,
+        z,
+        z,
+        np.zeros((0, 2)),
+        np.zeros((0, 2)),
+        np.zeros(0, int),
+        np.zeros(0, int),
+        labels,
+        threshold,
+    )

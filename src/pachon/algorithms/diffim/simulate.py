@@ -105,15 +105,22 @@ def make_pair(spec: PairSpec, seed: int = 0) -> tuple[Exposure, Exposure, dict[s
     if nv:
         factor = rng.choice([-1.0, 1.0], nv) * rng.uniform(0.3, 0.8, nv)
         sci_flux[k : k + nv] = sflux[k : k + nv] * (1 + factor)
-        truth["variables"] = {"x": sx[k : k + nv], "y": sy[k : k + nv],
-                              "flux": sci_flux[k : k + nv] - sflux[k : k + nv]}
+        truth["variables"] = {
+            "x": sx[k : k + nv],
+            "y": sy[k : k + nv],
+            "flux": sci_flux[k : k + nv] - sflux[k : k + nv],
+        }
         k += nv
     if nd:
         ang = rng.uniform(0, 2 * np.pi, nd)
         sci_x[k : k + nd] += spec.dipole_shift * np.cos(ang)
         sci_y[k : k + nd] += spec.dipole_shift * np.sin(ang)
-        truth["dipoles"] = {"x": sx[k : k + nd], "y": sy[k : k + nd], "angle": np.degrees(ang),
-                            "flux": sflux[k : k + nd]}
+        truth["dipoles"] = {
+            "x": sx[k : k + nd],
+            "y": sy[k : k + nd],
+            "angle": np.degrees(ang),
+            "flux": sflux[k : k + nd],
+        }
         k += nd
     draw_points(tpl, sx, sy, sflux, spec.sigma_template)
     draw_points(sci, sci_x, sci_y, sci_flux, spec.sigma_science)
@@ -130,8 +137,13 @@ def make_pair(spec: PairSpec, seed: int = 0) -> tuple[Exposure, Exposure, dict[s
         for (length, angle, flux), x0, y0 in zip(rows, cx, cy, strict=True):
             t = np.linspace(-0.5, 0.5, max(2, int(4 * length)))
             a = math.radians(angle)
-            draw_points(sci, x0 + t * length * math.cos(a), y0 + t * length * math.sin(a),
-                        np.full(len(t), flux / len(t)), spec.sigma_science)
+            draw_points(
+                sci,
+                x0 + t * length * math.cos(a),
+                y0 + t * length * math.sin(a),
+                np.full(len(t), flux / len(t)),
+                spec.sigma_science,
+            )
         truth["trails"] = {"x": cx, "y": cy, "length": rows[:, 0], "angle": rows[:, 1], "flux": rows[:, 2]}
     yy, xx = np.mgrid[0:h, 0:w]
     a, b, c = spec.background_science
@@ -148,6 +160,7 @@ def make_pair(spec: PairSpec, seed: int = 0) -> tuple[Exposure, Exposure, dict[s
     truth["stars"] = {"x": sx, "y": sy, "flux": sflux}
     wcs = make_tan_wcs(150.0, 2.0, 0.2, crpix=(0.5 * w, 0.5 * h))
     science = Exposure(sci_img, variance=var_s, wcs=wcs, psf=double_gaussian_psf(spec.sigma_science))
-    template = Exposure(tpl_img, variance=var_t, wcs=wcs.deepcopy(),
-                        psf=double_gaussian_psf(spec.sigma_template))
+    template = Exposure(
+        tpl_img, variance=var_t, wcs=wcs.deepcopy(), psf=double_gaussian_psf(spec.sigma_template)
+    )
     return science, template, truth

@@ -87,7 +87,9 @@ class DiffimResult:
     mode: str
 
 
-def clean_planes(exposure: Exposure, bad_planes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def clean_planes(
+    exposure: Exposure, bad_planes: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Image with bad/NaN pixels set to 0, variance with them set to the median, and the bad map."""
     planes = [p for p in bad_planes if p in exposure.mask.planes]
     bad = exposure.mask.any(*planes) | ~np.isfinite(exposure.image) | ~np.isfinite(exposure.variance)
@@ -100,8 +102,11 @@ def clean_planes(exposure: Exposure, bad_planes: tuple[str, ...]) -> tuple[np.nd
     return img, var, bad
 
 
-def residual_noise_ratio(difference: Exposure, *, exclude_planes: tuple[str, ...] = (
-        "NO_DATA", "EDGE", "BAD", "SAT", "DETECTED", "DETECTED_NEGATIVE")) -> float:
+def residual_noise_ratio(
+    difference: Exposure,
+    *,
+    exclude_planes: tuple[str, ...] = ("NO_DATA", "EDGE", "BAD", "SAT", "DETECTED", "DETECTED_NEGATIVE"),
+) -> float:
     """Robust std of ``difference / sqrt(variance)`` over unmasked pixels (1 for a perfect subtraction)."""
     planes = [p for p in exclude_planes if p in difference.mask.planes]
     good = ~difference.mask.any(*planes) & np.isfinite(difference.image) & (difference.variance > 0)
@@ -147,8 +152,9 @@ def _robust_poly_background(image: np.ndarray, good: np.ndarray, order: int) -> 
     return al_mod.poly_terms((xx - 0.5 * w) / (0.5 * w), (yy - 0.5 * h) / (0.5 * h), order) @ coef
 
 
-def _consistent_flux(s_img: np.ndarray, t_img: np.ndarray, xs: np.ndarray, ys: np.ndarray,
-                     half: int) -> tuple[np.ndarray, np.ndarray]:
+def _consistent_flux(
+    s_img: np.ndarray, t_img: np.ndarray, xs: np.ndarray, ys: np.ndarray, half: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Drop candidates whose science/template flux ratio is an outlier (variables, transients on stars)."""
     if len(xs) < 4:
         return xs, ys
@@ -161,9 +167,18 @@ def _consistent_flux(s_img: np.ndarray, t_img: np.ndarray, xs: np.ndarray, ys: n
     return xs[keep], ys[keep]
 
 
-def _fit(config: al_mod.AlConfig, mode: str, s_img: np.ndarray, s_var: np.ndarray, t_img: np.ndarray,
-         t_var: np.ndarray, bad: np.ndarray, psf_s: np.ndarray, psf_t: np.ndarray, flux_scale: float
-         ) -> al_mod.KernelSolution:
+def _fit(
+    config: al_mod.AlConfig,
+    mode: str,
+    s_img: np.ndarray,
+    s_var: np.ndarray,
+    t_img: np.ndarray,
+    t_var: np.ndarray,
+    bad: np.ndarray,
+    psf_s: np.ndarray,
+    psf_t: np.ndarray,
+    flux_scale: float,
+) -> al_mod.KernelSolution:
     from scipy.signal import fftconvolve
 
     if mode == "preconvolve":
@@ -185,23 +200,35 @@ def _fit(config: al_mod.AlConfig, mode: str, s_img: np.ndarray, s_var: np.ndarra
         basis = gaussian_basis(hk, matching_sigmas(sig_t, sig_r), config.degrees)
         reg = None
     hs = max(hk, math.ceil(3.0 * sig_t))
-    xs, ys = al_mod.find_kernel_candidates(t_img, t_var, bad, _sigma(psf_t), hs + hk,
-                                           snr_min=config.snr_min, max_stars=config.max_stars)
+    xs, ys = al_mod.find_kernel_candidates(
+        t_img, t_var, bad, _sigma(psf_t), hs + hk, snr_min=config.snr_min, max_stars=config.max_stars
+    )
     xs, ys = _consistent_flux(s_img, t_img, xs, ys, max(2, math.ceil(2 * _sigma(psf_s))))
     try:
-        return al_mod.fit_kernel(target, ref, target_var, ref_var, xs, ys, basis, config, mode=mode,
-                                 stamp_half=hs, regularizer=reg)
+        return al_mod.fit_kernel(
+            target, ref, target_var, ref_var, xs, ys, basis, config, mode=mode, stamp_half=hs, regularizer=reg
+        )
     except al_mod.KernelFitError as exc:
         if config.fallback == "raise":
-            raise al_mod.KernelFitError(f"{exc}; lower AlConfig.snr_min/min_stars or use "
-                                        "fallback='psf'") from exc
+            raise al_mod.KernelFitError(
+                f"{exc}; lower AlConfig.snr_min/min_stars or use fallback='psf'"
+            ) from exc
         _log.warning("kernel fit failed (%s): falling back to the PSF models", exc)
-        return al_mod.fit_kernel_on_psfs(psf_target, psf_ref, basis, s_img.shape, mode=mode,
-                                         flux_scale=flux_scale, regularizer=reg,
-                                         regularization=config.regularization)
+        return al_mod.fit_kernel_on_psfs(
+            psf_target,
+            psf_ref,
+            basis,
+            s_img.shape,
+            mode=mode,
+            flux_scale=flux_scale,
+            regularizer=reg,
+            regularization=config.regularization,
+        )
 
 
-def subtract_images(science: Exposure, template: Exposure, config: DiffimConfig | None = None) -> DiffimResult:
+def subtract_images(
+    science: Exposure, template: Exposure, config: DiffimConfig | None = None
+) -> DiffimResult:
     """Difference ``science - template`` (PSF-matched, decorrelated) with its detection score.
 
     Parameters
@@ -225,8 +252,10 @@ def subtract_images(science: Exposure, template: Exposure, config: DiffimConfig 
     config = config or DiffimConfig()
     config.al.validate()
     if science.bbox != template.bbox:
-        raise ConfigError(f"subtract_images: template covers {template.bbox}, science {science.bbox}; "
-                          "warp the template onto the science grid first")
+        raise ConfigError(
+            f"subtract_images: template covers {template.bbox}, science {science.bbox}; "
+            "warp the template onto the science grid first"
+        )
     if "NO_DATA" in template.mask.planes and template.mask.get("NO_DATA").all():
         raise NoWorkFound(f"no template coverage for the science exposure {science.bbox}")
     planes = config.al.bad_planes
@@ -247,8 +276,9 @@ def subtract_images(science: Exposure, template: Exposure, config: DiffimConfig 
         hk = sol.half
     else:
         raise ConfigError(f"DiffimConfig.algorithm must be 'al' or 'zogy', got {config.algorithm!r}")
-    grid = CellGrid.make(s_img.shape, margin=2 * hk + max(psf_s.shape[0], psf_t.shape[0]) // 2 + 8,
-                         cell=config.cell)
+    grid = CellGrid.make(
+        s_img.shape, margin=2 * hk + max(psf_s.shape[0], psf_t.shape[0]) // 2 + 8, cell=config.cell
+    )
     gx, gy = grid.centres()
     s2 = grid.cell_medians(s_var, ~s_bad)
     t2 = grid.cell_medians(t_var, ~t_bad)
@@ -262,6 +292,7 @@ def subtract_images(science: Exposure, template: Exposure, config: DiffimConfig 
         k_hat = kernels_to_fourier(sol.kernels(gx, gy), grid.size)
         k0 = sol.kernel_sum(gx, gy)[..., None, None]
         if mode == "convolve_science":
+
             def a_hat(r: slice) -> np.ndarray:
                 return k_hat[r] / k0[r]
 
@@ -283,15 +314,17 @@ def subtract_images(science: Exposure, template: Exposure, config: DiffimConfig 
             b0_map = sol.kernel_sum(xx, yy)
             bg = sol.background(xx, yy) if sol.background_order >= 0 else np.zeros((h, w))
     var_d = s_var + b0_map**2 * t_var
-    prod = filtered_difference(s_img, t_img, var_d, grid, a_hat, b_hat, psf_s, s2, t2,
-                               decorrelate=config.decorrelate or sol is None)
+    prod = filtered_difference(
+        s_img, t_img, var_d, grid, a_hat, b_hat, psf_s, s2, t2, decorrelate=config.decorrelate or sol is None
+    )
     if sol is None and config.al.background_order >= 0:  # ZOGY: fit the background difference on D
         bg = _robust_poly_background(prod.difference, ~_grow(bad, hk), config.al.background_order)
     diff = prod.difference - bg
     # the background is smooth and the difference PSF sums to 1: its score is bg / sigma_score
     with np.errstate(invalid="ignore", divide="ignore"):
-        score = np.where(prod.score != 0, prod.score - bg / np.sqrt(
-            prod.variance * float((prod.psf_kernel**2).sum())), 0.0)
+        score = np.where(
+            prod.score != 0, prod.score - bg / np.sqrt(prod.variance * float((prod.psf_kernel**2).sum())), 0.0
+        )
     edge = max(hk, prod.psf_kernel.shape[0] // 2)
     mask = science.mask.copy()
     tmask = template.mask
@@ -308,8 +341,15 @@ def subtract_images(science: Exposure, template: Exposure, config: DiffimConfig 
     mask.set("EDGE", border)
     diff = np.where(grown_bad, np.nan, diff)
     score = np.where(grown_bad | border, 0.0, score)
-    out = Exposure(diff.astype(np.float32), mask, prod.variance.astype(np.float32), wcs=science.wcs,
-                   psf=ImagePsf(prod.psf_kernel), photo_calib=science.photo_calib,
-                   visit_info=science.visit_info, metadata=science.metadata.copy(), xy0=science.xy0)
+    out = Exposure(
+        diff.astype(np.float32),
+        mask,
+        prod.variance.astype(np.float32),
+        wcs=science.wcs,
+        psf=ImagePsf(prod.psf_kernel),
+        photo_calib=science.photo_calib,
+        visit_info=science.visit_info,
+        metadata=science.metadata.copy(),
+        xy0=science.xy0,
+    )
     return DiffimResult(out, score, sol, mode)
-

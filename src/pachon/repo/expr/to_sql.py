@@ -24,7 +24,7 @@ from pachon.repo.expr.nodes import (
 )
 from pachon.repo.expr.values import bind_value, constant_value
 
-__all__ = ["to_sqlalchemy"]
+__all__ = ["to_sqlalchemy", "check_literal"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -39,6 +39,57 @@ _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
     ">=": operator.ge,
 }
 _MIRRORED = {"=": "=", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+def _kind(column: Any) -> str | None:
+    """'int', 'float', 'str' or 'bool' for a column's SQL type (None: unchecked)."""
+    try:
+        python_type = column.type.python_type
+    except (AttributeError, NotImplementedError):
+        return None
+    if python_type is bool:
+        return "bool"
+    if python_type is int:
+        return "int"
+    if python_type is float:
+        return "float"
+    if python_type is str:
+        return "str"
+    return None
+
+
+_ACCEPTED = {
+    "int": (int, float),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+}
+_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "a boolean"}
+
+
+def check_literal(column: Any, value: Any, name: str, node: Node | None = None) -> None:
+    """Raise `QueryError` when ``value`` cannot be compared with ``column``'s type.
+
+    Both back ends then behave alike (SQLite would compare anything and find nothing,
+    PostgreSQL would fail with a type error).
+    """
+    kind = _kind(column)
+    if kind is None or value is None:
+        return
+    ok = isinstance(value, _ACCEPTED[kind]) and not (kind != "bool" and isinstance(value, bool))
+    if ok:
+        return
+    hint = ""
+    if kind == "int" and isinstance(value, str) and name.split(".")[-1].startswith("datetime"):
+        hint = "; write times as T'2024-01-01T00:00:00'"
+    elif kind == "str" and isinstance(value, int | float):
+        hint = f"; quote it: '{value}'"
+    message = (
+        f"{name} is {_NAMES[kind]} ({kind}) column and cannot be compared with "
+        f"{value!r} ({type(value).__name__}){hint}"
+    )
+    source = getattr(node, "source", "")
+    raise located_error(message, source, getattr(node, "pos", -1))
 
 
 class _Translator:
@@ -71,17 +122,32 @@ class _Translator:
 
     def compare(self, node: Compare) -> sqlalchemy.ColumnElement[bool]:
         left, right, op = self.operand(node.left), self.operand(node.right), node.op
+        ident = node.left
         if not isinstance(left, ClauseElement):
             if isinstance(right, ClauseElement):
                 left, right, op = right, left, _MIRRORED[op]  # keep the column on the left
+                ident = node.right
             else:
                 left = sqlalchemy.literal(left)
+        if isinstance(ident, Identifier) and not isinstance(right, ClauseElement):
+            check_literal(left, right, ident.name, ident)
         return _OPERATORS[op](left, right)
 
     def in_list(self, node: InList) -> sqlalchemy.ColumnElement[bool]:
         column = self.operand(node.expr)
         if not isinstance(column, ClauseElement):
             column = sqlalchemy.literal(column)
+        elif isinstance(node.expr, Identifier):
+            name = node.expr.name
+            for item in node.items:
+                if isinstance(item, RangeLiteral):
+                    check_literal(column, item.start, name, node.expr)
+                elif isinstance(item, BindParam):
+                    found = bind_value(item, self.bind, allow_list=True)
+                    for value in found if isinstance(found, list) else [found]:
+                        check_literal(column, value, name, node.expr)
+                elif not isinstance(item, Identifier):
+                    check_literal(column, constant_value(item, self.bind), name, node.expr)
         scalars: list[Any] = []
         clauses: list[sqlalchemy.ColumnElement[bool]] = []
         for item in node.items:

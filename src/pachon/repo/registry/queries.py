@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from pachon.core.errors import QueryError
 from pachon.repo.dimensions import (
     DIMENSION_NAMES,
     UNIVERSE,
@@ -28,6 +29,20 @@ _log = logging.getLogger(__name__)
 
 class QueriesMixin:
     """Query methods of the registry."""
+
+    def _execute(self, q: Any, what: str, where: str | None, mappings: bool = False) -> list[Any]:
+        """Run a query, turning database errors into a `QueryError` quoting the expression."""
+        try:
+            with self.db.reading() as conn:
+                result = conn.execute(q)
+                return list(result.mappings()) if mappings else result.all()
+        except sa.exc.DBAPIError as exc:
+            lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            detail = lines[0] if lines else type(exc).__name__
+            raise QueryError(
+                f"the database rejected the {what} query (where {where!r}): {detail}; check the "
+                f"names and the types of the values in the expression"
+            ) from exc
 
     def query_datasets(
         self,
@@ -118,8 +133,7 @@ class QueriesMixin:
             rn = sa.func.row_number().over(partition_by=ds.c.data_key, order_by=rank).label("rn")
             inner = q.add_columns(rn).subquery("ranked")
             q = sa.select(inner).where(inner.c.rn == 1)
-        with self.db.reading() as conn:
-            rows = conn.execute(q).all()
+        rows = self._execute(q, f"{dataset_type} datasets", where)
         if region_col is not None:
             rows = [r for r in rows if r.query_region is not None and exact(region_from_text(r.query_region))]
         seen: set = set()
@@ -162,8 +176,7 @@ class QueriesMixin:
             cols.append(region_col.label("query_region"))
         q = sa.select(*cols).select_from(qb.from_clause(None)).where(*qb.conditions).distinct()
         q = q.order_by(*[qb.columns[k] for k in dims])
-        with self.db.reading() as conn:
-            rows = conn.execute(q).all()
+        rows = self._execute(q, "data ID", where)
         if region_col is not None:
             rows = [r for r in rows if r.query_region is not None and exact(region_from_text(r.query_region))]
         return [{k: getattr(r, k) for k in keys} for r in rows]
@@ -190,5 +203,4 @@ class QueriesMixin:
         qb.add_where(where, bind)
         q = sa.select(alias).select_from(qb.from_clause(None)).where(*qb.conditions)
         q = q.order_by(*[alias.c[c.name] for c in self.db.tables[f"dim_{element_name}"].primary_key.columns])
-        with self.db.reading() as conn:
-            return [dict(r) for r in conn.execute(q).mappings()]
+        return [dict(r) for r in self._execute(q, f"{element_name} record", where, mappings=True)]

@@ -133,7 +133,14 @@ class RecordsMixin:
                 if diff:
                     replaced.append(row)
             if new:
-                conn.execute(table.insert(), new)
+                try:
+                    conn.execute(table.insert(), new)
+                except sa.exc.IntegrityError as exc:
+                    raise ConflictError(
+                        f"{elem.name} records {list(wanted)[:3]}... could not be inserted: another "
+                        f"process inserted some of them meanwhile, or a referenced record is "
+                        f"missing ({str(exc.orig).splitlines()[0] if exc.orig else exc}); try again"
+                    ) from exc
             for row in replaced:
                 conn.execute(table.update().where(*[table.c[c] == row[c] for c in pk]).values(row))
             changed = len(new) + len(replaced)

@@ -18,7 +18,10 @@ Safety is by whitelist, not blacklist:
   data tables are replaced by a subquery keeping only rows of RUN collections the user may see.
 
 The DuckDB connection is itself read-only with external access disabled (see
-`pachon.services.tap.catalogs`), so this module is the first of two walls.
+`pachon.services.tap.catalogs`), so this module is the first of two walls.  The same tree is
+written for PostgreSQL with ``dialect="postgres"`` (`pachon.services.tap.pg_sql`: Q3C geometry,
+exact-case quoted identifiers, explicit column lists); there the second wall is the read-only
+database role (`pachon.services.tap.postgres`).
 """
 
 from __future__ import annotations
@@ -274,8 +277,8 @@ def _sql(node: exp.Expression) -> str:
     return node.sql(dialect="duckdb")
 
 
-def _rewrite_functions(tree: exp.Expression) -> exp.Expression:
-    """Geometry predicates and ADQL-only functions -> DuckDB SQL."""
+def _rewrite_functions(tree: exp.Expression, q3c: bool = False) -> exp.Expression:
+    """Geometry predicates and ADQL-only functions -> DuckDB SQL (Q3C prefilters if ``q3c``)."""
     predicates: set[int] = set()
 
     def fn(node: exp.Expression) -> exp.Expression:
@@ -284,7 +287,7 @@ def _rewrite_functions(tree: exp.Expression) -> exp.Expression:
             if len(node.expressions if isinstance(node, exp.Anonymous) else (0, 0)) != 2:
                 raise QueryError(f"{name} takes two geometries")
             a, b = node.expressions if isinstance(node, exp.Anonymous) else (node.this, node.expression)
-            sql = (contains_sql if name == "CONTAINS" else intersects_sql)(_geometry(a), _geometry(b))
+            sql = (contains_sql if name == "CONTAINS" else intersects_sql)(_geometry(a), _geometry(b), q3c=q3c)
             new = exp.Cast(
                 this=exp.Paren(this=sqlglot.parse_one(sql, read="duckdb")), to=exp.DataType.build("INT")
             )
@@ -362,6 +365,7 @@ def _replace_tables(
     visible_runs: Sequence[str] | None,
     uploads: Mapping[str, str],
     used: list[ServedTable],
+    dialect: str = "duckdb",
 ) -> exp.Expression:
     by_name: dict[str, list[ServedTable]] = {}
     for t in tables.values():
@@ -404,7 +408,11 @@ def _replace_tables(
         if visible_runs is not None:
             runs = ", ".join(exp.Literal.string(r).sql(dialect="duckdb") for r in visible_runs) or "NULL"
             where = f" WHERE {RUN_COLUMN} IN ({runs})"
-        sub = sqlglot.parse_one(f"SELECT * EXCLUDE ({RUN_COLUMN}) FROM {target}{where}", read="duckdb")
+        if dialect == "postgres":  # no EXCLUDE: list the served columns
+            listed = ", ".join('"' + c.name.replace('"', '""') + '"' for c in served.columns)
+            sub = sqlglot.parse_one(f"SELECT {listed} FROM {target}{where}", read="duckdb")
+        else:
+            sub = sqlglot.parse_one(f"SELECT * EXCLUDE ({RUN_COLUMN}) FROM {target}{where}", read="duckdb")
         return exp.Subquery(this=sub, alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
 
     tree = tree.transform(fn, copy=False)
@@ -424,8 +432,10 @@ def translate(
     visible_runs: Sequence[str] | None,
     maxrec: int | None,
     uploads: Mapping[str, str] | None = None,
+    dialect: str = "duckdb",
+    upload_columns: Mapping[str, Sequence[str]] | None = None,
 ) -> Translation:
-    """Translate an ADQL query into DuckDB SQL that reads only what the user may see.
+    """Translate an ADQL query into SQL that reads only what the user may see.
 
     Parameters
     ----------
@@ -439,6 +449,10 @@ def translate(
         Rows wanted at most; the SQL asks for ``maxrec + 1`` so overflow can be detected.
     uploads
         Lower-case upload name -> name of the registered relation.
+    dialect
+        ``duckdb`` (default back end) or ``postgres`` (with the Q3C extension).
+    upload_columns
+        Lower-case upload name -> its column names (used by ``postgres`` to spell them).
 
     Raises
     ------
@@ -461,10 +475,17 @@ def translate(
     if tree.find(exp.With) is not None:
         raise QueryError("WITH (common table expressions) is not part of ADQL")
     _check_nodes(tree)
+    if dialect not in ("duckdb", "postgres"):
+        raise QueryError(f"unknown SQL dialect {dialect!r}; use duckdb or postgres")
     used: list[ServedTable] = []
     try:
-        tree = _rewrite_functions(tree)
-        tree = _replace_tables(tree, tables, visible_runs, uploads or {}, used)
+        postgres = dialect == "postgres"
+        tree = _rewrite_functions(tree, q3c=postgres)
+        if postgres:
+            from pachon.services.tap.pg_sql import canonical_identifiers
+
+            canonical_identifiers(tree, tables, upload_columns or {})
+        tree = _replace_tables(tree, tables, visible_runs, uploads or {}, used, dialect)
         limit = None
         if maxrec is not None:
             current = tree.args.get("limit")
@@ -475,7 +496,12 @@ def translate(
                 raise QueryError("TOP/LIMIT must be an integer literal")
             limit = maxrec + 1 if existing is None else min(existing, maxrec + 1)
             tree = tree.limit(limit, copy=False)
-        sql = tree.sql(dialect="duckdb")
+        if postgres:
+            from pachon.services.tap.pg_sql import postgres_sql
+
+            sql = postgres_sql(tree)
+        else:
+            sql = tree.sql(dialect="duckdb")
     except SqlglotError as exc:
         raise QueryError(f"cannot translate the query: {str(exc).splitlines()[0][:300]}") from None
     except RecursionError:

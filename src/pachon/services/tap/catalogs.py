@@ -17,6 +17,10 @@ per-row-group min/max statistics (zone maps) skip most of the table in a cone se
 declination band.  Queries run on connections opened ``read_only`` with
 ``enable_external_access=false`` and a locked configuration: even a query that slipped past the
 translator could neither write nor read any file.
+
+This is the default back end; `pachon.services.tap.postgres.PostgresCatalog` (PostgreSQL with
+Q3C) has the same interface (``dialect``, ``tables``, ``keys``, ``execute``, ``refresh``,
+``close``) and is chosen with ``ServiceSettings.tap_backend``; see `open_backend`.
 """
 
 from __future__ import annotations
@@ -32,15 +36,27 @@ from typing import Any
 
 import pyarrow as pa
 
-from pachon.core.errors import ConfigError
+from pachon.core.errors import ConfigError, QueryError
 
-__all__ = ["CatalogDatabase", "ServedTable", "ServedColumn", "RUN_COLUMN", "rubin_table_for"]
+__all__ = [
+    "CatalogDatabase",
+    "ServedTable",
+    "ServedColumn",
+    "RUN_COLUMN",
+    "rubin_table_for",
+    "open_backend",
+    "QueryTimeoutError",
+]
 
 _log = logging.getLogger(__name__)
 
 RUN_COLUMN = "_pachon_run"
 _FORMAT_VERSION = "4"
 _POSITION_COLUMNS = (("coord_ra", "coord_dec"), ("ra", "dec"), ("s_ra", "s_dec"))
+
+
+class QueryTimeoutError(QueryError):
+    """The query ran past its time limit."""
 
 
 @dataclass(frozen=True)
@@ -106,11 +122,23 @@ class CatalogDatabase:
         Folder of ``catalog.duckdb``.
     threads
         DuckDB worker threads per query.
+    filename
+        Name of the database file in ``data_dir``.
     """
 
-    def __init__(self, repo: Any, data_dir: str | Path, *, threads: int | None = None) -> None:
+    #: SQL dialect the translator writes for this back end.
+    dialect = "duckdb"
+
+    def __init__(
+        self,
+        repo: Any,
+        data_dir: str | Path,
+        *,
+        threads: int | None = None,
+        filename: str = "catalog.duckdb",
+    ) -> None:
         self.repo = repo
-        self.path = Path(data_dir) / "catalog.duckdb"
+        self.path = Path(data_dir) / filename
         self.threads = threads or max(1, min(4, os.cpu_count() or 1))
         self.tables: dict[str, ServedTable] = {}
         self.keys: list[tuple[str, str, str, str]] = []
@@ -228,12 +256,72 @@ class CatalogDatabase:
             raise ConfigError(f"the TAP catalog database {self.path} is closed")
         return self._conn.cursor()
 
+    def execute(self, sql: str, uploads: dict[str, pa.Table], timeout_s: float) -> pa.Table:
+        """Run translated SQL with ``uploads`` (relation name -> table) registered, time-limited.
+
+        Raises
+        ------
+        QueryError
+            Execution errors; `QueryTimeoutError` past ``timeout_s``.
+        """
+        import duckdb
+
+        cursor = self.cursor()
+        timed_out = threading.Event()
+        timer = threading.Timer(timeout_s, lambda: (timed_out.set(), cursor.interrupt()))
+        try:
+            for name, table in uploads.items():
+                cursor.register(name, table)
+            timer.start()
+            return cursor.sql(sql).to_arrow_table()
+        except duckdb.InterruptException:
+            raise QueryTimeoutError(
+                f"query ran past the time limit of {timeout_s:g} s; narrow it or run it with /tap/async"
+            ) from None
+        except duckdb.Error as exc:
+            if timed_out.is_set():
+                raise QueryTimeoutError(f"query ran past the time limit of {timeout_s:g} s") from None
+            message = str(exc).split("\n")[0]
+            raise QueryError(f"query failed: {message[:400]}") from None
+        finally:
+            timer.cancel()
+            cursor.close()
+
     def close(self) -> None:
         """Close the database."""
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def open_backend(repo: Any, settings: Any) -> Any:
+    """The TAP back end ``settings.tap_backend`` names, built from ``repo``.
+
+    Raises
+    ------
+    ConfigError
+        ``postgresql`` without ``tap_database_url``, or an unknown back end.
+    """
+    data_dir = settings.resolved_data_dir()
+    backend = getattr(settings, "tap_backend", "duckdb")
+    if backend == "duckdb":
+        return CatalogDatabase(repo, data_dir)
+    if backend == "postgresql":
+        from pachon.services.tap.postgres import PostgresCatalog
+
+        if not settings.tap_database_url:
+            raise ConfigError(
+                "tap_backend='postgresql' needs tap_database_url (e.g. postgresql://user@host/db)"
+            )
+        return PostgresCatalog(
+            repo,
+            data_dir,
+            settings.tap_database_url,
+            reader_role=settings.tap_reader_role,
+            default_timeout_s=settings.async_timeout_s,
+        )
+    raise ConfigError(f"unknown tap_backend {backend!r}; use 'duckdb' or 'postgresql'")
 
 
 def _obscore_builder() -> Any:

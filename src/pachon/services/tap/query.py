@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import logging
 import re
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ import pyarrow as pa
 from pachon.core.errors import QueryError
 from pachon.services.auth.store import User
 from pachon.services.tap.adql import translate
+from pachon.services.tap.catalogs import QueryTimeoutError
 from pachon.services.votable import VOTABLE_MEDIA_TYPE, arrow_to_votable
 
 __all__ = [
@@ -50,10 +50,6 @@ FORMATS: dict[str, tuple[str, str]] = {
 }
 _UPLOAD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-
-
-class QueryTimeoutError(QueryError):
-    """The query ran past its time limit."""
 
 
 @dataclass
@@ -195,33 +191,19 @@ def run_query(context: Any, user: User, params: QueryParams, *, timeout_s: float
     QueryError
         Translation or execution errors, and timeouts (`QueryTimeoutError`).
     """
-    import duckdb
-
     db = context.catalogs
     visible = None if user.is_admin else context.visible_runs(user)
     upload_names = {n: f"tap_upload_{n}" for n in params.uploads}
-    tr = translate(params.query, db.tables, visible_runs=visible, maxrec=params.maxrec, uploads=upload_names)
-    cursor = db.cursor()
-    timer = threading.Timer(timeout_s, cursor.interrupt)
-    timed_out = threading.Event()
-    timer.function = lambda: (timed_out.set(), cursor.interrupt())
-    try:
-        for name, table in params.uploads.items():
-            cursor.register(upload_names[name], table)
-        timer.start()
-        table = cursor.sql(tr.sql).to_arrow_table()
-    except duckdb.InterruptException:
-        raise QueryTimeoutError(
-            f"query ran past the time limit of {timeout_s:g} s; narrow it or run it with /tap/async"
-        ) from None
-    except duckdb.Error as exc:
-        if timed_out.is_set():
-            raise QueryTimeoutError(f"query ran past the time limit of {timeout_s:g} s") from None
-        message = str(exc).split("\n")[0]
-        raise QueryError(f"query failed: {message[:400]}") from None
-    finally:
-        timer.cancel()
-        cursor.close()
+    tr = translate(
+        params.query,
+        db.tables,
+        visible_runs=visible,
+        maxrec=params.maxrec,
+        uploads=upload_names,
+        dialect=getattr(db, "dialect", "duckdb"),
+        upload_columns={n: t.column_names for n, t in params.uploads.items()},
+    )
+    table = db.execute(tr.sql, {upload_names[n]: t for n, t in params.uploads.items()}, timeout_s)
     overflow = params.maxrec is not None and (table.num_rows > params.maxrec or params.maxrec == 0)
     if params.maxrec is not None and table.num_rows > params.maxrec:
         table = table.slice(0, params.maxrec)

@@ -1,0 +1,115 @@
+"""Photon transfer curve task: per-amplifier gain and read noise, and linearity, from raw flat pairs.
+
+:class:`CpPtcTask` gathers the raws of one detector selected by the run's ``where`` (flat pairs
+at several levels, and two or more biases for the read noise), e.g.
+``exposure.observation_type IN ('flat', 'bias') AND exposure.day_obs = 20240331``.  Flats are
+paired by exposure time (consecutive exposures of one time); each pair gives the mean and
+temporal variance per amplifier (overscan-subtracted, ADU).  Outputs: ``cpPtc`` (Json: gains,
+read noise, the curve) and ``cpLinearity`` (Numpy ``(n_amp, 1)``: quadratic non-linearity in
+electrons, from the mean signal against exposure time).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pachon.algorithms.cp import fit_linearity, fit_ptc, pair_statistics, read_noise_from_bias_pair
+from pachon.algorithms.isr.assemble import amplifier_arrays, data_segment
+from pachon.algorithms.isr.overscan import OverscanConfig, subtract_overscan
+from pachon.core.errors import ConfigError
+from pachon.pipe.task import Input, Output, Task
+from pachon.pipelines.isr_task import DET, EXP_DET, raw_context
+
+__all__ = ["CpPtcConfig", "CpPtcTask"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class CpPtcConfig:
+    """Settings of the photon transfer curve.
+
+    Attributes
+    ----------
+    overscan
+        Overscan subtraction of the flats (``do_overscan: false`` for cameras without one).
+    do_overscan
+        Subtract the overscan (else the bias pair's mean level is subtracted).
+    max_mean
+        Ignore pairs above this mean (ADU), e.g. near saturation.
+    fit_linearity
+        Also fit the quadratic non-linearity from mean signal against exposure time.
+    """
+
+    overscan: OverscanConfig = field(default_factory=OverscanConfig)
+    do_overscan: bool = True
+    max_mean: float | None = None
+    fit_linearity: bool = True
+
+
+class CpPtcTask(Task):
+    """Gains and read noise of every amplifier of one detector from flat pairs and biases."""
+
+    dimensions = DET
+    inputs = {"raws": Input("raw", EXP_DET, "RawFits", multiple=True, doc="flat pairs and biases")}
+    outputs = {"ptc": Output("cpPtc", DET, "Json"), "linearity": Output("cpLinearity", DET, "Numpy")}
+    config_class = CpPtcConfig
+
+    def _segments(self, raw: Any, det: Any, did: dict[str, Any], overscan: bool) -> list[np.ndarray]:
+        arrays = amplifier_arrays(raw, det, data_id=did)
+        out = []
+        for amp, arr in zip(det.amplifiers, arrays, strict=True):
+            if not np.all(np.isfinite(arr)):
+                raise ConfigError(f"raw {did}: amplifier {amp.name} holds NaN pixels; remove this exposure")
+            if overscan:
+                arr = subtract_overscan(arr, amp, self.config.overscan)[0]
+            out.append(data_segment(arr, amp))
+        return out
+
+    def run_quantum(self, inputs: dict[str, Any], data_id: dict[str, Any]) -> dict[str, Any]:
+        """Sort the raws into biases and flat pairs, measure each pair, fit each amplifier."""
+        flats: dict[float, list[list[np.ndarray]]] = defaultdict(list)
+        biases: list[list[np.ndarray]] = []
+        det = None
+        for raw in inputs["raws"]:
+            _, det, info = raw_context(raw, data_id)
+            did = {**data_id, "exposure": info.exposure_id}
+            if info.observation_type == "bias":
+                biases.append(self._segments(raw, det, did, overscan=False))
+            elif info.observation_type == "flat":
+                flats[round(float(info.exposure_time), 3)].append(
+                    self._segments(raw, det, did, overscan=self.config.do_overscan))
+        pairs = [(t, g[i], g[i + 1]) for t, g in sorted(flats.items()) for i in range(0, len(g) - 1, 2)]
+        if det is None or len(pairs) < 3:
+            raise ConfigError(f"ptc {data_id}: {len(pairs)} flat pair(s) found, need 3 or more levels; "
+                              f"select flat pairs with where=\"exposure.observation_type IN ('flat', 'bias')\"")
+        amps = det.amplifiers
+        times = np.array([t for t, _, _ in pairs])
+        stats = np.array([[pair_statistics(a[k], b[k]) for k in range(len(amps))] for _, a, b in pairs])
+        result: dict[str, Any] = {"detector": det.id, "amplifiers": [a.name for a in amps], "gain": [],
+                                  "read_noise": [], "quadratic": [], "exposure_times": times.tolist(),
+                                  "means": stats[:, :, 0].T.tolist(), "variances": stats[:, :, 1].T.tolist()}
+        lin = []
+        for k, amp in enumerate(amps):
+            rn_adu = read_noise_from_bias_pair(biases[0][k], biases[1][k]) if len(biases) >= 2 else None
+            fit = fit_ptc(stats[:, k, 0], stats[:, k, 1], read_noise_adu=rn_adu, max_mean=self.config.max_mean)
+            result["gain"].append(fit.gain)
+            result["read_noise"].append(fit.read_noise)
+            result["quadratic"].append(fit.quadratic)
+            _log.info("ptc %s %s: gain %.4f e-/ADU, read noise %.3f e-", data_id, amp.name, fit.gain,
+                      fit.read_noise)
+            if self.config.fit_linearity:
+                lin.append(fit_linearity(times, stats[:, k, 0] * fit.gain, order=2))
+        if len(biases) < 2:
+            _log.warning("ptc %s: fewer than two biases; read noise from the curve's intercept", data_id)
+        linearity = np.asarray(lin, float).reshape(len(amps), -1) if lin else None
+        return {"ptc": result, "linearity": linearity}
+
+    def run(self, **inputs: Any) -> dict[str, Any]:
+        """Not used: the task needs the data ID (see `run_quantum`)."""
+        raise NotImplementedError("CpPtcTask runs through run_quantum(inputs, data_id)")

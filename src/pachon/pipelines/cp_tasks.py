@@ -1,0 +1,215 @@
+"""Calibration-product tasks: combined bias, dark and flats, photon transfer curve, defects.
+
+Rubin's layout: a per-exposure ISR task (``cpBiasProc``, ``cpDarkProc``, ``cpFlatProc``: an
+:class:`~pachon.pipelines.isr_task.IsrTask` with only the steps the product needs) and a
+combining task per detector (per detector and physical filter for flats).  Products are
+written as ``cpBias``, ``cpDark``, ``cpFlat``, ``cpPtc``, ``cpLinearity``, ``cpDefects``;
+:func:`pachon.pipelines.cp_certify.certify_calibrations` promotes them to the calibration
+dataset types (``bias``, ``dark``, ``flat``, ``ptc``, ``linearity``, ``defects``) in a
+CALIBRATION collection.
+
+Which exposures feed a product is chosen by the run's ``where`` (``pachon.pipe`` has no
+per-input filter yet), e.g. ``exposure.observation_type = 'bias'`` for ``cp.yaml#bias``; the
+combining tasks also check the observation type recorded by the per-exposure task and refuse
+frames of another type, so a forgotten ``where`` fails loudly instead of mixing flats into a bias.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pachon.algorithms.cp import CombineConfig, DefectConfig, combine_frames, find_defects
+from pachon.algorithms.isr import IsrConfig
+from pachon.core.errors import ConfigError
+from pachon.pipe.task import Input, Output, Task
+from pachon.pipelines.isr_task import DET, EXP_DET, IsrTask, IsrTaskConfig
+
+__all__ = ["CpBiasProcTask", "CpDarkProcTask", "CpFlatProcTask", "CpBiasTask", "CpDarkTask", "CpFlatTask",
+           "CpDefectsTask", "CpCombineConfig", "CpDefectsConfig", "CP_PRODUCTS", "combined_exposure"]
+
+_log = logging.getLogger(__name__)
+_FLAT_DIMS = (*DET, "physical_filter")
+
+#: Product dataset type written by the cp pipeline → calibration dataset type it certifies as.
+CP_PRODUCTS = {"cpBias": "bias", "cpDark": "dark", "cpFlat": "flat", "cpPtc": "ptc",
+               "cpLinearity": "linearity", "cpDefects": "defects"}
+
+_OFF = {k: False for k in ("do_crosstalk", "do_linearity", "do_brighter_fatter", "do_defects",
+                           "do_interpolate", "do_flat")}
+
+
+@dataclass
+class CpBiasProcConfig(IsrTaskConfig):
+    """Per-exposure ISR of bias frames: overscan, assembly, gain (electrons)."""
+
+    isr: IsrConfig = field(default_factory=lambda: IsrConfig(do_bias=False, do_dark=False, **_OFF))
+
+
+@dataclass
+class CpDarkProcConfig(IsrTaskConfig):
+    """Per-exposure ISR of dark frames: as bias, then the certified bias subtracted."""
+
+    isr: IsrConfig = field(default_factory=lambda: IsrConfig(do_dark=False, **_OFF))
+
+
+@dataclass
+class CpFlatProcConfig(IsrTaskConfig):
+    """Per-exposure ISR of flats: bias and dark subtracted (``isr.do_dark: false`` without darks)."""
+
+    isr: IsrConfig = field(default_factory=lambda: IsrConfig(**_OFF))
+
+
+class CpBiasProcTask(IsrTask):
+    """ISR of one bias exposure (overscan, gain)."""
+
+    outputs = {"proc": Output("cpBiasProc", EXP_DET, "Exposure")}
+    config_class = CpBiasProcConfig
+    output_name = "proc"
+
+
+class CpDarkProcTask(IsrTask):
+    """ISR of one dark exposure (overscan, gain, bias)."""
+
+    outputs = {"proc": Output("cpDarkProc", EXP_DET, "Exposure")}
+    config_class = CpDarkProcConfig
+    output_name = "proc"
+
+
+class CpFlatProcTask(IsrTask):
+    """ISR of one flat exposure (overscan, gain, bias, dark)."""
+
+    outputs = {"proc": Output("cpFlatProc", EXP_DET, "Exposure")}
+    config_class = CpFlatProcConfig
+    output_name = "proc"
+
+
+@dataclass
+class CpCombineConfig:
+    """Combination of the per-exposure frames (sigma-clipped mean by default)."""
+
+    combine: CombineConfig = field(default_factory=CombineConfig)
+    #: Refuse frames whose recorded observation type differs (None: accept any).
+    check_observation_type: bool = True
+
+
+def _check_types(frames: list[Any], expected: str, label: str, config: CpCombineConfig) -> None:
+    if not config.check_observation_type:
+        return
+    types = [str(f.metadata.get("OBSTYPE", expected)) for f in frames]
+    wrong = sorted({t for t in types if t != expected})
+    if wrong:
+        raise ConfigError(f"{label}: {types.count(wrong[0])} input frame(s) are {wrong[0]!r}, not "
+                          f"{expected!r}; select the exposures with where=\"exposure.observation_type = "
+                          f"'{expected}'\"")
+
+
+def combined_exposure(frames: list[Any], config: CombineConfig, *, obstype: str,
+                      per_second: bool = False, normalize: bool = False) -> Any:
+    """Combine per-exposure Exposures into one calibration Exposure (image, variance, BAD mask).
+
+    ``per_second`` divides each frame by its ``DARKTIME``; ``normalize`` scales each frame by
+    its median and the result to mean 1 (flats).
+    """
+    from pachon.core.exposure import Exposure
+    from pachon.core.mask import Mask
+
+    images = [np.asarray(f.image, float) for f in frames]
+    variances = [np.asarray(f.variance, float) for f in frames]
+    scales = None
+    if per_second:
+        scales = [float(f.metadata.get("DARKTIME", 0.0)) for f in frames]
+        if min(scales) <= 0:
+            raise ConfigError(f"cp {obstype}: a frame has dark time {min(scales)} s; darks need DARKTIME > 0")
+    elif normalize:
+        scales = [float(np.median(im)) for im in images]
+        if min(scales) <= 0:
+            raise ConfigError(f"cp {obstype}: a flat has median level {min(scales):.3g}; check the flats")
+    image, variance, n_used = combine_frames(images, config, variances=variances, scales=scales)
+    if normalize:
+        norm = float(np.nanmean(image))
+        image, variance = image / norm, variance / norm**2
+    mask = Mask(shape=image.shape)
+    mask.set("BAD", (n_used == 0) | ~np.isfinite(image))
+    exp = Exposure(np.nan_to_num(image).astype(np.float32), mask, variance.astype(np.float32))
+    first = frames[0].metadata
+    exp.metadata["DETECTOR"] = int(first.get("DETECTOR", -1))
+    exp.metadata["OBSTYPE"] = (obstype, "calibration product")
+    exp.metadata["NCOMBINE"] = (len(frames), "frames combined")
+    if normalize:
+        exp.metadata["FILTER"] = str(first.get("FILTER", ""))
+    return exp
+
+
+class _CombineTask(Task):
+    dimensions = DET
+    config_class = CpCombineConfig
+    obstype = ""
+    per_second = False
+    normalize = False
+
+    def run(self, procs: list[Any]) -> dict[str, Any]:
+        """Combine the frames of one detector (and filter)."""
+        _check_types(procs, self.obstype, type(self).__name__, self.config)
+        exp = combined_exposure(procs, self.config.combine, obstype=self.obstype,
+                                per_second=self.per_second, normalize=self.normalize)
+        _log.info("%s: combined %d frames", self.obstype, len(procs))
+        return {"product": exp}
+
+
+class CpBiasTask(_CombineTask):
+    """Combined bias (electrons) of one detector."""
+
+    inputs = {"procs": Input("cpBiasProc", EXP_DET, "Exposure", multiple=True)}
+    outputs = {"product": Output("cpBias", DET, "Exposure")}
+    obstype = "bias"
+
+
+class CpDarkTask(_CombineTask):
+    """Combined dark current (electrons per second of dark time) of one detector."""
+
+    inputs = {"procs": Input("cpDarkProc", EXP_DET, "Exposure", multiple=True)}
+    outputs = {"product": Output("cpDark", DET, "Exposure")}
+    obstype = "dark"
+    per_second = True
+
+
+class CpFlatTask(_CombineTask):
+    """Combined flat (mean 1) of one detector and physical filter."""
+
+    dimensions = _FLAT_DIMS
+    inputs = {"procs": Input("cpFlatProc", EXP_DET, "Exposure", multiple=True)}
+    outputs = {"product": Output("cpFlat", _FLAT_DIMS, "Exposure")}
+    obstype = "flat"
+    normalize = True
+
+
+@dataclass
+class CpDefectsConfig:
+    """Thresholds of the defect finder (see `pachon.algorithms.cp.DefectConfig`)."""
+
+    defects: DefectConfig = field(default_factory=DefectConfig)
+
+
+class CpDefectsTask(Task):
+    """Defect boxes ``(n, 4)`` from the combined dark and flats of one detector."""
+
+    dimensions = DET
+    inputs = {"dark": Input("cpDark", DET, "Exposure"),
+              "flats": Input("cpFlat", _FLAT_DIMS, "Exposure", multiple=True)}
+    outputs = {"defects": Output("cpDefects", DET, "Numpy")}
+    config_class = CpDefectsConfig
+
+    def run(self, dark: Any, flats: list[Any]) -> dict[str, Any]:
+        """Hot pixels from the dark, dead pixels and columns from each flat; boxes of the union."""
+        from pachon.algorithms.isr.defects import mask_to_defects
+
+        bad = find_defects(None, np.asarray(dark.image, float), self.config.defects)[1]
+        for flat in flats:
+            bad |= find_defects(np.asarray(flat.image, float), None, self.config.defects)[1]
+        boxes = np.asarray(mask_to_defects(bad), dtype=np.int64).reshape(-1, 4)
+        _log.info("defects: %d pixels in %d boxes", int(bad.sum()), len(boxes))
+        return {"defects": boxes}
