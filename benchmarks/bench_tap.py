@@ -3,13 +3,18 @@
 Usage::
 
     python benchmarks/bench_tap.py [--rows 10000000] [--cones 200] [--clients 4] [--parsers]
+        [--backends duckdb,postgresql]
 
 It makes a repository with one ``source`` catalog of ``--rows`` rows (uniform over a 20 x 20 deg
 field), starts the service (uvicorn, loopback), and measures
 
 - cone-search latency (radius 1 arcmin, random centres) through HTTP: median and p99;
 - sync queries per second with ``--clients`` concurrent clients in a second process;
-- with ``--parsers``: sqlglot (the translator) against queryparser-python3 on the same ADQL set.
+- with ``--parsers``: sqlglot (the translator) against queryparser-python3 on the same ADQL set;
+
+for each back end of ``--backends``: ``duckdb`` (default) and ``postgresql`` (a private server
+started with `pachon.testing.postgres.TemporaryPostgres`, Q3C installed), then prints the figures
+side by side.
 """
 
 from __future__ import annotations
@@ -67,13 +72,13 @@ def _make_repo(root: Path, rows: int) -> None:
     repo.close()
 
 
-def _serve(repo: Path) -> tuple[str, object]:
+def _serve(repo: Path, **options: object) -> tuple[str, object]:
     import uvicorn
 
     from pachon.services.app import create_app
     from pachon.services.settings import ServiceSettings
 
-    app = create_app(ServiceSettings(repo=repo, max_rows=100_000))
+    app = create_app(ServiceSettings(repo=repo, max_rows=100_000, **options))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -136,16 +141,72 @@ def _parsers() -> None:
     )
 
 
-def main() -> None:
-    """Run the benchmark and print the figures."""
+def _measure(url: str, args: argparse.Namespace) -> dict[str, float]:
+    """Cone latency (median, p99) and throughput of the service at ``url``."""
     import httpx
 
+    lat = []
+    with httpx.Client(timeout=60) as c:
+        c.post(f"{url}/tap/sync", data={"LANG": "ADQL", "QUERY": _cone(0)})  # warm up
+        for i in range(args.cones):
+            t = time.perf_counter()
+            r = c.post(f"{url}/tap/sync", data={"LANG": "ADQL", "QUERY": _cone(i)})
+            lat.append(time.perf_counter() - t)
+            r.raise_for_status()
+    lat_ms = np.array(lat) * 1e3
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_load, args=(url, args.seconds, k + 1, out)) for k in range(args.clients)]
+    for p in procs:
+        p.start()
+    total = sum(out.get() for _ in procs)
+    for p in procs:
+        p.join()
+    return {
+        "median": float(np.median(lat_ms)),
+        "p99": float(np.percentile(lat_ms, 99)),
+        "qps": total / args.seconds,
+    }
+
+
+def _backend(root: Path, backend: str, args: argparse.Namespace) -> dict[str, float]:
+    """Start the service on ``backend``, measure it, stop it."""
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        options: dict[str, object] = {"tap_backend": backend}
+        if backend == "postgresql":
+            from pachon.testing.postgres import TemporaryPostgres
+
+            pg = stack.enter_context(TemporaryPostgres())
+            options["tap_database_url"] = pg.create_database("tap")
+        t0 = time.perf_counter()
+        url, server = _serve(root, **options)
+        build = time.perf_counter() - t0
+        print(f"{backend}: service started (catalog database built/loaded) in {build:.1f} s")
+        try:
+            figures = _measure(url, args)
+        finally:
+            server.should_exit = True
+            time.sleep(0.5)
+        figures["start_s"] = build
+        print(
+            f"{backend}: cone search (r=1', {args.rows:,} rows, HTTP+VOTable): median "
+            f"{figures['median']:.1f} ms, p99 {figures['p99']:.1f} ms over {args.cones} queries; "
+            f"{figures['qps']:.1f} queries/s with {args.clients} clients in other processes"
+        )
+        return figures
+
+
+def main() -> None:
+    """Run the benchmark and print the figures."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--cones", type=int, default=200)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--parsers", action="store_true")
+    ap.add_argument("--backends", default="duckdb,postgresql", help="comma-separated: duckdb, postgresql")
     args = ap.parse_args()
     if args.parsers:
         _parsers()
@@ -154,36 +215,10 @@ def main() -> None:
         t0 = time.perf_counter()
         _make_repo(root, args.rows)
         print(f"made a {args.rows:,}-row source catalog in {time.perf_counter() - t0:.1f} s")
-        t0 = time.perf_counter()
-        url, server = _serve(root)
-        print(f"service started (catalog database built) in {time.perf_counter() - t0:.1f} s")
-        lat, rows = [], []
-        with httpx.Client(timeout=60) as c:
-            c.post(f"{url}/tap/sync", data={"LANG": "ADQL", "QUERY": _cone(0)})  # warm up
-            for i in range(args.cones):
-                t = time.perf_counter()
-                r = c.post(f"{url}/tap/sync", data={"LANG": "ADQL", "QUERY": _cone(i)})
-                lat.append(time.perf_counter() - t)
-                r.raise_for_status()
-                rows.append(r.content.count(b"<TR>") if False else len(r.content))
-        lat_ms = np.array(lat) * 1e3
-        print(
-            f"cone search (r=1', {args.rows:,} rows, HTTP+VOTable): median {np.median(lat_ms):.1f} ms, "
-            f"p99 {np.percentile(lat_ms, 99):.1f} ms over {args.cones} queries"
-        )
-        ctx = multiprocessing.get_context("spawn")
-        out = ctx.Queue()
-        procs = [ctx.Process(target=_load, args=(url, args.seconds, k + 1, out)) for k in range(args.clients)]
-        for p in procs:
-            p.start()
-        total = sum(out.get() for _ in procs)
-        for p in procs:
-            p.join()
-        print(
-            f"throughput: {total / args.seconds:.1f} cone queries/s with {args.clients} concurrent clients "
-            "in other processes"
-        )
-        server.should_exit = True
+        results = {b: _backend(root, b, args) for b in args.backends.split(",") if b}
+        print(f"{'back end':<12}{'start s':>9}{'median ms':>11}{'p99 ms':>9}{'queries/s':>11}")
+        for b, f in results.items():
+            print(f"{b:<12}{f['start_s']:>9.1f}{f['median']:>11.1f}{f['p99']:>9.1f}{f['qps']:>11.1f}")
 
 
 if __name__ == "__main__":

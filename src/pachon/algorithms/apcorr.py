@@ -61,8 +61,26 @@ def fit_aperture_correction(
     order: int = 0,
     nsigma: float = 3.0,
     min_stars: int = 3,
+    floor: float = 1e-3,
 ) -> ApertureCorrection:
-    """Fit ``ap_flux / psf_flux`` of stars (pass only stars) as a polynomial of position."""
+    """Fit ``ap_flux / psf_flux`` of stars (pass only stars) as a polynomial of position.
+
+    Parameters
+    ----------
+    x, y
+        Star positions (pixels).
+    psf_flux, ap_flux, ap_flux_err
+        PSF flux, calibration-aperture flux and its error of each star.
+    order
+        Polynomial order in position (lowered when stars are few).
+    nsigma
+        Clipping threshold on error-normalized residuals.
+    min_stars
+        Fewest usable stars.
+    floor
+        Fractional error added in quadrature to every star's ratio, so that the brightest
+        stars (tiny photon errors, but PSF-model and neighbour systematics) do not dominate.
+    """
     x, y, pf, af, ae = (np.asarray(a, float) for a in (x, y, psf_flux, ap_flux, ap_flux_err))
     ok = (pf > 0) & (af > 0) & np.isfinite(ae)
     if ok.sum() < min_stars:
@@ -73,22 +91,26 @@ def fit_aperture_correction(
         order -= 1
     ratio = np.where(ok, af / np.where(pf > 0, pf, 1.0), np.nan)
     sig = np.where(ok, ae / np.where(pf > 0, pf, 1.0), np.inf)
-    w = 1.0 / np.maximum(sig, 1e-3) ** 2
+    sig = np.hypot(sig, floor)
+    w = 1.0 / sig**2
     centre = (float(np.mean(x[ok])), float(np.mean(y[ok])))
     scale = (max(float(np.ptp(x[ok])) / 2, 1.0), max(float(np.ptp(y[ok])) / 2, 1.0))
     design = poly_design((x - centre[0]) / scale[0], (y - centre[1]) / scale[1], order)
-    used = ok.copy()
+    # start from the median ratio so that one bright outlier cannot drag the first fit
     coef = np.zeros(design.shape[1])
-    for _ in range(5):
-        sw = np.sqrt(w[used])
-        coef = np.linalg.lstsq(design[used] * sw[:, None], ratio[used] * sw, rcond=None)[0]
-        resid = ratio - design @ coef
-        scat = 1.4826 * np.median(np.abs(resid[used]))
-        new = ok & (np.abs(resid) < nsigma * np.hypot(scat, sig))
-        if new.sum() < min_stars or np.array_equal(new, used):
+    coef[0] = float(np.median(ratio[ok]))
+    used = ok.copy()
+    stretch = 1.0
+    for _ in range(10):
+        z = (ratio - design @ coef) / sig
+        # clip on normalized residuals, widened when the stars scatter more than their errors
+        stretch = max(1.0, 1.4826 * float(np.median(np.abs(z[used]))))
+        new = ok & (np.abs(z) < nsigma * stretch)
+        if new.sum() < min_stars:
             break
         used = new
-    err = float(1.0 / np.sqrt(np.sum(w[used])))
-    err = max(err, float(scat) / np.sqrt(used.sum()))
+        sw = np.sqrt(w[used])
+        coef = np.linalg.lstsq(design[used] * sw[:, None], ratio[used] * sw, rcond=None)[0]
+    err = float(stretch / np.sqrt(np.sum(w[used])))
     _log.info("aperture correction: %.4f (order %d, %d stars)", float(coef[0]), order, int(used.sum()))
     return ApertureCorrection(coef, order, centre, scale, err, int(used.sum()))

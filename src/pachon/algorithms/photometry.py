@@ -50,6 +50,12 @@ class ZeroPointFit:
         """AB magnitude of one count."""
         return self.photo_calib.zero_point
 
+    @property
+    def zero_point_err(self) -> float:
+        """Statistical error of :attr:`zero_point` (mag)."""
+        pc = self.photo_calib
+        return 1.0857362 * pc.calibration_err / pc.calibration_mean
+
 
 def fit_zero_point(
     inst_flux: np.ndarray,

@@ -94,17 +94,40 @@ def _table(rows: list[dict], columns: list[str]) -> None:
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
 
 
+def _parse_bind(values: tuple[str, ...]) -> dict[str, object]:
+    """``NAME=VALUE`` pairs; values that read as int or float become numbers."""
+    out: dict[str, object] = {}
+    for item in values:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--bind")
+        value: object = text
+        for kind in (int, float):
+            try:
+                value = kind(text)
+                break
+            except ValueError:
+                continue
+        out[name.strip()] = value
+    return out
+
+
 @query_group.command("datasets")
 @click.argument("root", type=click.Path(exists=True, file_okay=False))
 @click.argument("dataset_type")
 @click.option("--collections", "-c", multiple=True, help="Collections to search (default: all RUNs).")
 @click.option("--where", default=None, help="Expression over dimension values.")
+@click.option(
+    "--bind", multiple=True, metavar="NAME=VALUE", help="Value of :NAME in --where (repeatable)."
+)
 @handle_errors
-def query_datasets(root: str, dataset_type: str, collections: tuple[str, ...], where: str | None) -> None:
+def query_datasets(
+    root: str, dataset_type: str, collections: tuple[str, ...], where: str | None, bind: tuple[str, ...]
+) -> None:
     """List datasets of DATASET_TYPE."""
     repo = _open(root)
     colls = list(collections) or [n for n, _ in repo.registry.list_collections(types=["RUN"])]
-    refs = repo.query_datasets(dataset_type, colls, where=where)
+    refs = repo.query_datasets(dataset_type, colls, where=where, bind=_parse_bind(bind) or None)
     dims = list(dict.fromkeys(k for r in refs for k in r.data_id))
     _table(
         [{"type": r.dataset_type, "run": r.run, "id": str(r.id), **r.data_id} for r in refs],
@@ -193,6 +216,86 @@ def collection_remove(root: str, name: str) -> None:
     """Remove collection NAME; a RUN is pruned with all its datasets and files."""
     n = _open(root).prune_collection(name)
     click.echo(f"removed {name} ({n} datasets deleted)")
+
+
+@collection_group.command("certify")
+@click.argument("root", type=click.Path(exists=True, file_okay=False))
+@click.argument("calib_collection")
+@click.argument("dataset_type")
+@click.option("--run", required=True, help="RUN collection holding the datasets to certify.")
+@click.option("--where", default=None, help="Expression selecting the datasets.")
+@click.option("--begin", default=None, help="Start of validity, ISO TAI (default: unbounded).")
+@click.option("--end", default=None, help="End of validity, ISO TAI, exclusive (default: unbounded).")
+@handle_errors
+def collection_certify(
+    root: str, calib_collection: str, dataset_type: str, run: str, where: str | None,
+    begin: str | None, end: str | None,
+) -> None:
+    """Certify DATASET_TYPE datasets of RUN in CALIB_COLLECTION over [BEGIN, END)."""
+    repo = _open(root)
+    refs = repo.query_datasets(dataset_type, run, where=where, find_first=False)
+    if not refs:
+        click.echo(f"no {dataset_type} datasets in {run} match; nothing certified", err=True)
+        raise click.exceptions.Exit(1)
+    repo.register_collection(calib_collection, "CALIBRATION")
+    repo.certify(calib_collection, refs, begin, end)
+    click.echo(f"certified {len(refs)} {dataset_type} dataset(s) in {calib_collection} "
+               f"over [{begin or '-inf'}, {end or '+inf'})")
+
+
+@collection_group.command("decertify")
+@click.argument("root", type=click.Path(exists=True, file_okay=False))
+@click.argument("calib_collection")
+@click.argument("dataset_type")
+@click.option("--begin", default=None, help="Start of the range to remove, ISO TAI.")
+@click.option("--end", default=None, help="End of the range to remove, ISO TAI, exclusive.")
+@handle_errors
+def collection_decertify(
+    root: str, calib_collection: str, dataset_type: str, begin: str | None, end: str | None
+) -> None:
+    """Remove validity of DATASET_TYPE in CALIB_COLLECTION over [BEGIN, END)."""
+    n = _open(root).decertify(calib_collection, dataset_type, begin, end)
+    click.echo(f"decertified {n} certification(s) of {dataset_type} in {calib_collection}")
+
+
+def _tag_refs(repo, dataset_type: str, collections: tuple[str, ...], where: str | None) -> list:  # noqa: ANN001
+    refs = repo.query_datasets(dataset_type, list(collections), where=where)
+    if not refs:
+        click.echo(f"no {dataset_type} datasets match in {', '.join(collections)}", err=True)
+        raise click.exceptions.Exit(1)
+    return refs
+
+
+@collection_group.command("tag")
+@click.argument("root", type=click.Path(exists=True, file_okay=False))
+@click.argument("tag")
+@click.argument("dataset_type")
+@click.option("--collections", "-c", multiple=True, required=True, help="Where to find the datasets.")
+@click.option("--where", default=None, help="Expression selecting the datasets.")
+@handle_errors
+def collection_tag(
+    root: str, tag: str, dataset_type: str, collections: tuple[str, ...], where: str | None
+) -> None:
+    """Add DATASET_TYPE datasets found in COLLECTIONS to TAGGED collection TAG."""
+    repo = _open(root)
+    refs = _tag_refs(repo, dataset_type, collections, where)
+    repo.register_collection(tag, "TAGGED")
+    repo.associate(tag, refs)
+    click.echo(f"tagged {len(refs)} {dataset_type} dataset(s) in {tag}")
+
+
+@collection_group.command("untag")
+@click.argument("root", type=click.Path(exists=True, file_okay=False))
+@click.argument("tag")
+@click.argument("dataset_type")
+@click.option("--where", default=None, help="Expression selecting the datasets (default: all).")
+@handle_errors
+def collection_untag(root: str, tag: str, dataset_type: str, where: str | None) -> None:
+    """Remove DATASET_TYPE datasets from TAGGED collection TAG."""
+    repo = _open(root)
+    refs = _tag_refs(repo, dataset_type, (tag,), where)
+    repo.disassociate(tag, refs)
+    click.echo(f"untagged {len(refs)} {dataset_type} dataset(s) from {tag}")
 
 
 @click.group("refcat")

@@ -42,7 +42,7 @@ class CharacterizeConfig:
     reserve_fraction: float = 0.1
     read_noise: float = 5.0
     repair_cosmic_rays: bool = True
-    apcorr_radius: int = 17
+    apcorr_radius: int = 12
     apcorr_min_snr: float = 100.0
     seed: int = 0
 
@@ -96,7 +96,7 @@ def characterize_image(exposure: Exposure, config: CharacterizeConfig | None = N
             exp, read_noise=cfg.read_noise, sky=sky, psf_fwhm=2.3548 * cfg.psf_sigma_guess
         )
     det = _detect(exp, cfg.psf_sigma_guess, cfg)
-    bkg2 = subtract_background(exp, mesh_size=cfg.mesh_size)
+    bkg2 = subtract_background(exp, mesh_size=cfg.mesh_size, statistic="mean")
     bkg.values = bkg.values + bkg2.values
     det = _detect(exp, cfg.psf_sigma_guess, cfg)
     exp.psf = GaussianPsf(cfg.psf_sigma_guess)
@@ -117,15 +117,14 @@ def characterize_image(exposure: Exposure, config: CharacterizeConfig | None = N
     used = np.zeros(len(det), bool)
     used[np.flatnonzero(use)[fit.used]] = True
     m = measure_sources(exp, det)
-    ap = f"ap{cfg.apcorr_radius:02d}"
     snr = m["psf_instFlux"] / m["psf_instFluxErr"]
-    stars = cand & (snr > cfg.apcorr_min_snr) & ~m[f"{ap}_flag"]
+    stars = cand & (snr > cfg.apcorr_min_snr) & ~m[f"ap{cfg.apcorr_radius:02d}_flag"]
     apcorr = None
     if stars.sum() >= 3:
+        ap_flux, ap_err = _clean_aperture_flux(exp, det, m, stars, cfg.apcorr_radius)
         apcorr = fit_aperture_correction(
-            m["x"][stars], m["y"][stars], m["psf_instFlux"][stars], m[f"{ap}_instFlux"][stars],
-            m[f"{ap}_instFluxErr"][stars],
-        )  # fmt: skip
+            m["x"][stars], m["y"][stars], m["psf_instFlux"][stars], ap_flux, ap_err
+        )
     return CharacterizeResult(exp, det, m, bkg, used, reserved, apcorr, n_cr)
 
 
@@ -151,3 +150,38 @@ class CharacterizeImageTask(Task):
         table = pa.table(keep)
         meta = {b"apcorr": str(res.apcorr.coefficients[0] if res.apcorr else 1.0).encode()}
         return {"ic_exp": res.exposure, "ic_src": table.replace_schema_metadata(meta)}
+
+
+def _clean_aperture_flux(
+    exp: Exposure, det: Detections, m: dict[str, np.ndarray], rows: np.ndarray, radius: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Aperture fluxes of ``rows`` with every other source's PSF model subtracted first.
+
+    In crowded fields neighbours' light inside the calibration aperture would bias the
+    aperture correction high; removing their PSF models leaves only the star's own light.
+    """
+    import sep
+
+    from pachon.algorithms.measurement.stamps import psf_stamps, render_psf_models
+
+    psf = exp.psf
+    half = psf.kernel_image(*exp.bbox.center).shape[0] // 2
+    leaf = (det.n_child == 0) & np.isfinite(m["psf_instFlux"])
+    flux = np.clip(np.where(leaf, m["psf_instFlux"], 0.0), 0.0, None)
+    x0, y0 = exp.bbox.x0, exp.bbox.y0
+    models = render_psf_models(exp.image.shape, psf, m["x"][leaf], m["y"][leaf], flux[leaf], half, (x0, y0))
+    bad = exp.mask.any(*[p for p in ("BAD", "NO_DATA", "SAT") if p in exp.mask.planes])
+    clean = np.ascontiguousarray(exp.image - models, dtype=np.float64)
+    var = np.ascontiguousarray(np.where(bad, 0.0, exp.variance), dtype=np.float64)
+    mask = np.ascontiguousarray(bad, dtype=np.uint8)
+    x, y = m["x"][rows], m["y"][rows]
+    resid, err, _ = sep.sum_circle(clean, x - x0, y - y0, float(radius), var=var, mask=mask, subpix=0)
+    # each star's own model light inside the aperture, from its unit model laid out in a strip
+    unit = psf_stamps(psf, x, y, half)
+    n, size = len(x), 2 * half + 1
+    strip = np.ascontiguousarray(unit.transpose(1, 0, 2).reshape(size, n * size))
+    sx = np.arange(n) * size + half + (x - np.floor(x + 0.5))
+    sy = half + (y - np.floor(y + 0.5))
+    enclosed, _, _ = sep.sum_circle(strip, sx, sy, float(min(radius, half)), subpix=0)
+    own_ap = flux[rows] * enclosed
+    return resid + own_ap, err

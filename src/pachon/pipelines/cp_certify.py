@@ -6,7 +6,7 @@ calibration flag).  :func:`certify_calibrations` stores each as its calibration 
 (``bias``, ``dark``, ... registered with ``is_calibration=True``) in the RUN
 ``<run>/certified``, with the product as its provenance input, and certifies them over
 ``[begin, end)`` in ``calib_collection``.  Running it again certifies the same datasets again
-(no new copies).
+(no new copies) and leaves those already certified in ``calib_collection`` as they are.
 """
 
 from __future__ import annotations
@@ -76,9 +76,14 @@ def certify_calibrations(repo: Any, run: str, calib_collection: str, begin: Any 
                                     provenance={"task": "certify_calibrations"})
             certified.append(existing)
     if not certified:
-        raise DatasetNotFoundError(f"no calibration products ({', '.join(CP_PRODUCTS)}) in collection {run!r}; "
+        raise DatasetNotFoundError(f"no calibration products ({', '.join(CP_PRODUCTS)}) in "
+                                   f"collection {run!r}; "
                                    f"run the cp pipeline into it first")
     repo.register_collection(calib_collection, "CALIBRATION")
-    repo.certify(calib_collection, certified, begin, end)
+    done = {r.id for name in {r.dataset_type for r in certified}
+            for r in repo.query_datasets(name, calib_collection, find_first=False)}
+    new = [r for r in certified if r.id not in done]
+    if new:
+        repo.certify(calib_collection, new, begin, end)
     _log.info("certified %d calibrations from %s into %s", len(certified), run, calib_collection)
     return certified

@@ -87,7 +87,8 @@ class CpPtcTask(Task):
         pairs = [(t, g[i], g[i + 1]) for t, g in sorted(flats.items()) for i in range(0, len(g) - 1, 2)]
         if det is None or len(pairs) < 3:
             raise ConfigError(f"ptc {data_id}: {len(pairs)} flat pair(s) found, need 3 or more levels; "
-                              f"select flat pairs with where=\"exposure.observation_type IN ('flat', 'bias')\"")
+                              f"select flat pairs with "
+                              f"where=\"exposure.observation_type IN ('flat', 'bias')\"")
         amps = det.amplifiers
         times = np.array([t for t, _, _ in pairs])
         stats = np.array([[pair_statistics(a[k], b[k]) for k in range(len(amps))] for _, a, b in pairs])
@@ -97,7 +98,8 @@ class CpPtcTask(Task):
         lin = []
         for k, amp in enumerate(amps):
             rn_adu = read_noise_from_bias_pair(biases[0][k], biases[1][k]) if len(biases) >= 2 else None
-            fit = fit_ptc(stats[:, k, 0], stats[:, k, 1], read_noise_adu=rn_adu, max_mean=self.config.max_mean)
+            fit = fit_ptc(stats[:, k, 0], stats[:, k, 1], read_noise_adu=rn_adu,
+                          max_mean=self.config.max_mean)
             result["gain"].append(fit.gain)
             result["read_noise"].append(fit.read_noise)
             result["quadratic"].append(fit.quadratic)

@@ -47,6 +47,17 @@ class Provenance:
     inputs: list[DatasetRef]
 
 
+def _retry_once(func: Callable[[], None], registry: Registry) -> None:
+    """Run ``func``; when another process inserted the same records meanwhile (a conflict
+    found by the database, not by the comparison), run it once more to compare them."""
+    try:
+        func()
+    except ConflictError as exc:
+        if registry.db._conn is not None or "meanwhile" not in str(exc):
+            raise
+        func()
+
+
 def _created_paths(root: Path) -> list[Path]:
     """Files and folders a `Repository.create` in ``root`` may make."""
     from pachon.repo.config import CONFIG_NAME
@@ -166,16 +177,22 @@ class Repository:
 
     def register_instrument(self, instrument: Any) -> None:
         """Insert an instrument's ``instrument``, ``detector`` and ``physical_filter`` records."""
-        with self.registry.transaction():
-            for element, records in instrument.dimension_records().items():
-                self.insert_dimension_records(element, records)
+        def insert() -> None:
+            with self.registry.transaction():
+                for element, records in instrument.dimension_records().items():
+                    self.insert_dimension_records(element, records)
+
+        _retry_once(insert, self.registry)
 
     def register_skymap(self, skymap: Any, *, tracts: Any = None) -> None:
         """Insert a sky map's ``skymap``, ``tract`` and ``patch`` records (regions indexed)."""
         recs = skymap.dimension_records() if tracts is None else skymap.dimension_records(tracts=tracts)
-        with self.registry.transaction():
-            for element in ("skymap", "tract", "patch"):
-                self.insert_dimension_records(element, recs.get(element, []))
+        def insert() -> None:
+            with self.registry.transaction():
+                for element in ("skymap", "tract", "patch"):
+                    self.insert_dimension_records(element, recs.get(element, []))
+
+        _retry_once(insert, self.registry)
 
     # -- writing -----------------------------------------------------------------------------
     def file_path(

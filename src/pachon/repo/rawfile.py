@@ -59,6 +59,28 @@ def _stream_size(path: str) -> int:
     return total
 
 
+def _check_tail(path: str, infos: list[Any], size: int) -> None:
+    """Refuse a file whose bytes after the last readable HDU start another (cut) header."""
+    hdr, info = infos[-1]
+    end = info["datLoc"] + _data_bytes(hdr)
+    end += -end % 2880
+    if size - end < 8:
+        return
+    import bz2
+    import gzip
+
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    opener = {"gzip": gzip.open, "bz2": bz2.open}.get(_COMPRESSED.get(magic, ""), open)
+    with opener(path, "rb") as f:
+        f.seek(end)
+        if f.read(8) == b"XTENSION":
+            raise FormatError(
+                f"{path}: truncated FITS file: the header of HDU {len(infos)} is cut short "
+                f"(the stream ends at byte {size}); copy the file again from its source"
+            )
+
+
 def read_raw_header(path: str | Path) -> tuple[Any, list[tuple[int, int]]]:
     """Read the headers of a raw FITS file and check it is complete.
 
@@ -102,6 +124,7 @@ def read_raw_header(path: str | Path) -> tuple[Any, list[tuple[int, int]]]:
         is_image = i == 0 or str(hdr.get("XTENSION", "")).strip().upper() == "IMAGE"
         if is_image and int(hdr.get("NAXIS", 0)) == 2:
             shapes.append((int(hdr["NAXIS2"]), int(hdr["NAXIS1"])))
+    _check_tail(path, infos, size)
     header = infos[0][0].copy()
     if len(infos) > 1:
         for card in infos[1][0].cards:

@@ -85,7 +85,7 @@ class AlConfig:
     background_order: int = 1
     snr_min: float = 20.0
     max_stars: int = 150
-    min_stars: int = 5
+    min_stars: int = 4
     regularization: float = 1e-7
     clip_sigma: float = 3.0
     n_iter: int = 3
@@ -193,12 +193,14 @@ def find_kernel_candidates(
     *,
     snr_min: float,
     max_stars: int,
+    isolation: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Isolated, unmasked, bright peaks of ``reference`` (array pixels ``(x, y)``), brightest first.
 
-    A peak is kept when it is the maximum of its ``(2 half + 1)^2`` window of the PSF-smoothed
-    image, its matched-filter S/N exceeds ``snr_min``, no pixel of its stamp is ``bad``, and it
-    lies at least ``half`` pixels from the border.
+    A peak is kept when it is the maximum of its ``(2 isolation + 1)^2`` window of the
+    PSF-smoothed image (``isolation`` defaults to ``half``), its matched-filter S/N exceeds
+    ``snr_min``, no pixel of its ``(2 half + 1)^2`` stamp is ``bad``, and it lies at least
+    ``half`` pixels from the border.
     """
     from scipy.ndimage import gaussian_filter, maximum_filter
 
@@ -206,7 +208,8 @@ def find_kernel_candidates(
     smooth = gaussian_filter(img, sigma, mode="constant")
     noise = math.sqrt(float(np.median(reference_var[~bad]))) / (2.0 * math.sqrt(math.pi) * sigma)
     snr = smooth / noise
-    peaks = (smooth == maximum_filter(smooth, size=2 * half + 1, mode="constant")) & (snr > snr_min)
+    iso = half if isolation is None else isolation
+    peaks = (smooth == maximum_filter(smooth, size=2 * iso + 1, mode="constant")) & (snr > snr_min)
     near_bad = maximum_filter(bad.astype(np.uint8), size=2 * half + 1, mode="constant") > 0
     peaks &= ~near_bad
     peaks[:half] = peaks[-half:] = False
@@ -284,35 +287,11 @@ def fit_kernel(
     per_star_m = np.matmul(Xw.transpose(0, 2, 1), Xw)
     per_star_b = np.einsum("npa,np->na", Xw, yw)
     npar = X.shape[2]
-    reg = np.zeros((npar, npar))
+    reg = np.eye(npar)
     if regularizer is not None:
+        reg = np.zeros((npar, npar))
         reg[: nb * nt, : nb * nt] = np.kron(regularizer, np.eye(nt))
-    keep = np.ones(n, bool)
-    coef = np.zeros(npar)
-    chi2 = np.zeros(n)
-    for it in range(config.n_iter + 1):
-        if keep.sum() < config.min_stars:
-            raise KernelFitError(
-                f"only {int(keep.sum())} kernel stars survive the rejection (need {config.min_stars})"
-            )
-        M = per_star_m[keep].sum(axis=0)
-        b = per_star_b[keep].sum(axis=0)
-        lam = config.regularization * float(np.trace(M)) / npar
-        M = M + (lam * (reg if regularizer is not None else np.eye(npar)))
-        try:
-            coef = np.linalg.solve(M, b)
-        except np.linalg.LinAlgError as exc:
-            raise KernelFitError(f"singular kernel system with {int(keep.sum())} stars: {exc}") from exc
-        resid = yw - np.einsum("npa,a->np", Xw, coef)
-        chi2 = (resid**2).mean(axis=1)
-        if it == config.n_iter:
-            break
-        med = np.median(chi2[keep])
-        mad = 1.4826 * np.median(np.abs(chi2[keep] - med))
-        new_keep = keep & (chi2 <= med + config.clip_sigma * max(mad, 0.05 * med))
-        if new_keep.sum() == keep.sum():
-            break
-        keep = new_keep
+    keep, coef, chi2 = _fit_with_rejection(per_star_m, per_star_b, Xw, yw, reg, config)
     _log.info(
         "AL kernel (%s): %d/%d stars, %d basis x %d spatial terms, mean chi2/pix %.2f",
         mode,
@@ -335,6 +314,71 @@ def fit_kernel(
         star_xy=np.stack([xs[keep], ys[keep]], axis=1),
         chi2=float(chi2[keep].mean()),
     )
+
+
+def _solve(m: np.ndarray, b: np.ndarray, reg: np.ndarray, strength: float) -> np.ndarray:
+    """Solve ``(m + lam reg) c = b`` (stacked on leading axes) with ``lam`` relative to ``tr(m)``."""
+    lam = strength * np.trace(m, axis1=-2, axis2=-1) / m.shape[-1]
+    return np.linalg.solve(m + lam[..., None, None] * reg, b[..., None])[..., 0]
+
+
+def _fit_with_rejection(
+    per_star_m: np.ndarray,
+    per_star_b: np.ndarray,
+    xw: np.ndarray,
+    yw: np.ndarray,
+    reg: np.ndarray,
+    config: AlConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Joint fit over the kept stars, rejecting outliers by leave-one-out cross-validation.
+
+    For every kept star the kernel is refitted without it and its ``chi^2`` under that kernel
+    (``chi2_loo``) is compared with its ``chi^2`` under the joint fit.  A star that dominates
+    the fit but disagrees with the others (a bright variable, a moving star, a DCR dipole, a
+    blend) has ``chi2_loo / chi2 >> 1`` even when its own ``chi2`` is small; a faint variable
+    or cosmic ray shows as a large ``chi2``.  Both are clipped at ``clip_sigma`` robust sigmas
+    (with floors of 1 on the ratio, which a star of high leverage reaches without being wrong,
+    and of half the median on ``chi2``, because bright stars carry some PSF-model mismatch)
+    and the fit is repeated, never below ``min_stars``.
+    """
+    n = len(per_star_m)
+    keep = np.ones(n, bool)
+    coef = np.zeros(per_star_m.shape[-1])
+    chi2 = np.zeros(n)
+    for it in range(config.n_iter + 1):
+        if keep.sum() < config.min_stars:
+            raise KernelFitError(
+                f"only {int(keep.sum())} kernel stars survive the rejection (need {config.min_stars})"
+            )
+        m_tot, b_tot = per_star_m[keep].sum(axis=0), per_star_b[keep].sum(axis=0)
+        try:
+            coef = _solve(m_tot, b_tot, reg, config.regularization)
+            idx = np.flatnonzero(keep)
+            loo = _solve(m_tot[None] - per_star_m[idx], b_tot[None] - per_star_b[idx], reg, config.regularization)
+        except np.linalg.LinAlgError as exc:
+            raise KernelFitError(f"singular kernel system with {int(keep.sum())} stars: {exc}") from exc
+        chi2 = ((yw - xw @ coef) ** 2).mean(axis=1)
+        if it == config.n_iter:
+            break
+        chi2_loo = np.full(n, np.inf)
+        chi2_loo[idx] = ((yw[idx] - np.einsum("npa,na->np", xw[idx], loo)) ** 2).mean(axis=1)
+        ratio = chi2_loo / np.maximum(chi2, 1e-30)
+        bad = np.zeros(n, bool)
+        for stat, floor in ((ratio, 1.0), (chi2, None)):
+            med = float(np.median(stat[keep]))
+            mad = 1.4826 * float(np.median(np.abs(stat[keep] - med)))
+            bad |= stat > med + config.clip_sigma * max(mad, floor if floor is not None else 0.5 * med)
+        _log.debug("AL iteration %d: chi2 %s, loo/chi2 %s", it, np.round(chi2[keep], 2), np.round(ratio[keep], 2))
+        new_keep = keep & ~bad
+        if new_keep.sum() == keep.sum():
+            break
+        if new_keep.sum() < config.min_stars:  # keep the best min_stars, then stop rejecting
+            best = np.argsort(np.where(keep, ratio, np.inf), kind="stable")[: config.min_stars]
+            keep = np.zeros(n, bool)
+            keep[best] = True
+            continue
+        keep = new_keep
+    return keep, coef, chi2
 
 
 def fit_kernel_on_psfs(

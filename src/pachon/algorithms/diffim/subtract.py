@@ -201,7 +201,14 @@ def _fit(
         reg = None
     hs = max(hk, math.ceil(3.0 * sig_t))
     xs, ys = al_mod.find_kernel_candidates(
-        t_img, t_var, bad, _sigma(psf_t), hs + hk, snr_min=config.snr_min, max_stars=config.max_stars
+        t_img,
+        t_var,
+        bad,
+        _sigma(psf_t),
+        hs + hk,
+        snr_min=config.snr_min,
+        max_stars=config.max_stars,
+        isolation=hs + hk,
     )
     xs, ys = _consistent_flux(s_img, t_img, xs, ys, max(2, math.ceil(2 * _sigma(psf_s))))
     try:

@@ -136,30 +136,88 @@ def fit_pixel_psf(
     px, py = x + xy0[0], y + xy0[1]
     centre = (0.5 * (px.min() + px.max()), 0.5 * (py.min() + py.max()))
     scale = (max(0.5 * np.ptp(px), 1.0), max(0.5 * np.ptp(py), 1.0))
-    design = poly_design((px - centre[0]) / scale[0], (py - centre[1]) / scale[1], order)
     used = (flux > 0) & ok_pix.all(axis=(1, 2))
+    pix_var = np.where(ok_pix, var, np.inf)
     chi2 = np.zeros(len(x))
-    coef = np.zeros((design.shape[1], size, size))
+    coef = np.zeros((1, size, size))
     for it in range(n_iter + 1):
-        if used.sum() < max(need, design.shape[1]):
+        if used.sum() < max(need, 2):
             raise PsfFitError(
                 f"fit_pixel_psf: only {int(used.sum())} usable PSF star(s) left after rejection "
                 f"(iteration {it}); the image may hold no stars or only saturated ones"
             )
-        snr = np.minimum(flux / noise, 1000.0)  # cap: the brightest stars must not dominate
-        w = np.sqrt(np.where(used, snr**2, 0.0))
-        norm = shifted / flux[:, None, None]
-        sol = np.linalg.lstsq(design * w[:, None], (norm * w[:, None, None]).reshape(len(x), -1), rcond=None)
-        coef = sol[0].reshape(-1, size, size)
+        coef, order_used, _ = _solve_orders(shifted, pix_var, flux, used, px, py, centre, scale, order)
+        design = poly_design((px - centre[0]) / scale[0], (py - centre[1]) / scale[1], order_used)
         model = np.einsum("nt,tij->nij", design, coef)
         model /= model.sum(axis=(1, 2), keepdims=True)
         # refit the fluxes against the model, then measure each star's chi²
         flux = (model * shifted).sum(axis=(1, 2)) / (model * model).sum(axis=(1, 2))
-        resid = (shifted - flux[:, None, None] * model) ** 2 / np.where(ok_pix, var, np.inf)
+        resid = (shifted - flux[:, None, None] * model) ** 2 / pix_var
         chi2 = resid.sum(axis=(1, 2)) / ok_pix.sum(axis=(1, 2)).clip(1)
         med = np.median(chi2[used])
         mad = 1.4826 * np.median(np.abs(chi2[used] - med)) + 1e-12
         used &= (chi2 < med + reject * mad) & (flux > 0)
+    order = order_used
     psf = PixelBasisPsf(coef, order, centre, scale)
     _log.info("PSF model: %d stars, order %d, size %d", int(used.sum()), order, size)
     return PsfFitResult(psf, used, flux, chi2)
+
+
+def _weighted_fit(
+    norm: np.ndarray, weight: np.ndarray, design: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per-pixel weighted least squares of ``norm (n, s, s)`` on ``design (n, t)``.
+
+    Returns the coefficient cube ``(t, s, s)``, the per-pixel coefficient variances and χ².
+    """
+    n, s, _ = norm.shape
+    y = norm.reshape(n, -1)
+    w = weight.reshape(n, -1)
+    nmat = np.einsum("np,nt,nu->ptu", w, design, design)
+    rhs = np.einsum("np,nt,np->pt", w, design, y)
+    nmat += np.eye(design.shape[1])[None] * 1e-12 * np.trace(nmat, axis1=1, axis2=2)[:, None, None]
+    cov = np.linalg.inv(nmat)
+    c = np.einsum("ptu,pu->pt", cov, rhs)
+    chi2 = float((w * (y - design @ c.T) ** 2).sum())
+    cvar = np.diagonal(cov, axis1=1, axis2=2)
+    return c.T.reshape(-1, s, s), cvar.T.reshape(-1, s, s), chi2
+
+
+def _solve_orders(
+    shifted: np.ndarray,
+    pix_var: np.ndarray,
+    flux: np.ndarray,
+    used: np.ndarray,
+    px: np.ndarray,
+    py: np.ndarray,
+    centre: tuple[float, float],
+    scale: tuple[float, float],
+    max_order: int,
+) -> tuple[np.ndarray, int, np.ndarray]:
+    """Fit orders ``0..max_order`` and keep the highest one the data demand.
+
+    Every pixel's polynomial is fitted independently with inverse-variance weights of the
+    flux-normalized stamps; a higher order is kept only when its χ² drop exceeds what noise
+    alone gives for the added parameters by 3σ (a χ² test): with few or faint stars a pixel
+    basis otherwise fits noise and spurious variation leaks into the PSF fluxes.
+    """
+    norm = shifted / flux[:, None, None]
+    weight = np.where(used[:, None, None], flux[:, None, None] ** 2 / pix_var, 0.0)
+    u, v = (px - centre[0]) / scale[0], (py - centre[1]) / scale[1]
+    best = _weighted_fit(norm, weight, poly_design(u, v, 0))
+    best_order = 0
+    n_pix = int((weight.sum(axis=0) > 0).sum())
+    for order in range(1, max_order + 1):
+        design = poly_design(u, v, order)
+        if used.sum() < 2 * design.shape[1]:
+            break
+        trial = _weighted_fit(norm, weight, design)
+        # χ² is scaled by its reduced value so that an imperfect noise model does not bias the test
+        dof = max(int((weight > 0).sum()) - n_pix * design.shape[1], 1)
+        red = max(trial[2] / dof, 1e-12)
+        added = n_pix * (design.shape[1] - best[0].shape[0])
+        if (best[2] - trial[2]) / red < added + 3.0 * np.sqrt(2.0 * added):
+            break
+        best, best_order = trial, order
+    _log.debug("PSF spatial order %d kept (of %d)", best_order, max_order)
+    return best[0], best_order, best[1]

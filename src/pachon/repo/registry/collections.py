@@ -55,13 +55,20 @@ class CollectionsMixin:
         if not name or not isinstance(name, str):
             raise CollectionError(f"collection name must be a non-empty string, got {name!r}")
         table = self.db.tables["collection"]
-        with self.db.transaction() as conn:
-            row = conn.execute(sa.select(table.c.id, table.c.type).where(table.c.name == name)).first()
-            if row is not None:
-                if row.type != ctype.value:
-                    raise CollectionError(f"collection {name!r} exists as {row.type}, not {ctype.value}")
-                return False
-            conn.execute(table.insert().values(name=name, type=ctype.value, doc=doc))
+        try:
+            with self.db.transaction() as conn:
+                row = conn.execute(sa.select(table.c.id, table.c.type).where(table.c.name == name)).first()
+                if row is not None:
+                    if row.type != ctype.value:
+                        raise CollectionError(
+                            f"collection {name!r} exists as {row.type}, not {ctype.value}"
+                        )
+                    return False
+                conn.execute(table.insert().values(name=name, type=ctype.value, doc=doc))
+        except sa.exc.IntegrityError:
+            if self.db._conn is not None:
+                raise
+            return self.register_collection(name, ctype, doc)  # created concurrently: compare
         _log.debug("registered %s collection %s", ctype.value, name)
         return True
 

@@ -68,15 +68,20 @@ class DatasetsMixin:
                 )
             return False
         table = self.db.tables["dataset_type"]
-        with self.db.transaction() as conn:
-            conn.execute(
-                table.insert().values(
-                    name=dataset_type.name,
-                    dimensions=",".join(dataset_type.dimensions),
-                    storage_class=dataset_type.storage_class,
-                    is_calibration=dataset_type.is_calibration,
+        try:
+            with self.db.transaction() as conn:
+                conn.execute(
+                    table.insert().values(
+                        name=dataset_type.name,
+                        dimensions=",".join(dataset_type.dimensions),
+                        storage_class=dataset_type.storage_class,
+                        is_calibration=dataset_type.is_calibration,
+                    )
                 )
-            )
+        except sa.exc.IntegrityError:
+            if self.db._conn is not None:  # inside an outer transaction: it is aborted anyway
+                raise
+            return self.register_dataset_type(dataset_type)  # registered concurrently: compare
         return True
 
     def _dataset_type_row(self, name: str) -> tuple[int, DatasetType]:

@@ -1,8 +1,9 @@
 """IVOA TAP 1.1 service: ADQL over the repository's catalogs, ObsCore and provenance.
 
 ``router(context)`` builds the catalog back end (`CatalogDatabase` on DuckDB by default, or
-`PostgresCatalog`, by ``ServiceSettings.tap_backend``; stored in ``context.catalogs``) and returns the ``/tap`` router: sync queries, UWS async jobs, VOSI
-availability/capabilities/tables and DALI examples.
+`PostgresCatalog`, by ``ServiceSettings.tap_backend``; stored in ``context.catalogs``) and
+returns the ``/tap`` router: sync queries, UWS async jobs, VOSI availability/capabilities/tables
+and DALI examples.
 """
 
 from __future__ import annotations

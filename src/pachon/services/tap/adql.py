@@ -287,7 +287,8 @@ def _rewrite_functions(tree: exp.Expression, q3c: bool = False) -> exp.Expressio
             if len(node.expressions if isinstance(node, exp.Anonymous) else (0, 0)) != 2:
                 raise QueryError(f"{name} takes two geometries")
             a, b = node.expressions if isinstance(node, exp.Anonymous) else (node.this, node.expression)
-            sql = (contains_sql if name == "CONTAINS" else intersects_sql)(_geometry(a), _geometry(b), q3c=q3c)
+            to_sql = contains_sql if name == "CONTAINS" else intersects_sql
+            sql = to_sql(_geometry(a), _geometry(b), q3c=q3c)
             new = exp.Cast(
                 this=exp.Paren(this=sqlglot.parse_one(sql, read="duckdb")), to=exp.DataType.build("INT")
             )
