@@ -56,3 +56,105 @@ def test_repo_cli_round_trip(tmp_path):
     assert res.exit_code == 1 and "Error" in res.output
     res = runner.invoke(cli, ["repo", "check", str(tmp_path)])
     assert res.exit_code == 1 and "not a Pachón repository" in res.output
+
+
+def _repo_with_biases(tmp_path):
+    import numpy as np
+
+    from pachon.repo import Repository
+
+    root = tmp_path / "repo"
+    repo = Repository.create(root)
+    repo.insert_dimension_records("instrument", [{"name": "Cam", "detector_max": 2}])
+    repo.insert_dimension_records("detector", [{"instrument": "Cam", "id": i} for i in range(2)])
+    repo.register_dataset_type("bias", ["instrument", "detector"], "Numpy", is_calibration=True)
+    refs = [
+        repo.put(np.full(2, d), "bias", {"instrument": "Cam", "detector": d}, run="cp/run") for d in (0, 1)
+    ]
+    repo.close()
+    return str(root), refs
+
+
+def test_collection_certify_decertify_tag_untag(tmp_path):
+    from pachon.repo import Repository
+
+    runner = CliRunner()
+    root, refs = _repo_with_biases(tmp_path)
+    res = runner.invoke(cli, ["collection", "certify", root, "calib", "bias", "--run", "cp/run",
+                              "--where", "detector = 0", "--begin", "2024-01-01T00:00:00",
+                              "--end", "2024-02-01T00:00:00"])
+    assert res.exit_code == 0, res.output
+    assert "certified 1 bias dataset(s) in calib" in res.output
+    repo = Repository(root)
+    (cert,) = repo.registry.certifications("calib", "bias")
+    assert cert["dataset_id"] == refs[0].id
+    found = repo.find_dataset("bias", {"instrument": "Cam", "detector": 0}, collections="calib",
+                              time="2024-01-15T00:00:00")
+    assert found == refs[0]
+    res = runner.invoke(cli, ["collection", "certify", root, "calib", "bias", "--run", "cp/run",
+                              "--begin", "garbage"])
+    assert res.exit_code == 1 and "begin" in res.output
+    res = runner.invoke(cli, ["collection", "decertify", root, "calib", "bias",
+                              "--begin", "2024-01-10T00:00:00", "--end", "2024-01-20T00:00:00"])
+    assert res.exit_code == 0 and "decertified 1" in res.output, res.output
+    assert len(repo.registry.certifications("calib", "bias")) == 2  # split around the hole
+    res = runner.invoke(cli, ["collection", "tag", root, "best", "bias", "-c", "cp/run"])
+    assert res.exit_code == 0 and "tagged 2 bias" in res.output, res.output
+    assert set(repo.query_datasets("bias", "best")) == set(refs)
+    res = runner.invoke(cli, ["collection", "untag", root, "best", "bias", "--where", "detector = 1"])
+    assert res.exit_code == 0 and "untagged 1" in res.output, res.output
+    assert repo.query_datasets("bias", "best") == [refs[0]]
+    res = runner.invoke(cli, ["query", "datasets", root, "bias", "-c", "cp/run",
+                              "--where", "detector = :d", "--bind", "d=1"])
+    assert res.exit_code == 0 and len(res.output.strip().splitlines()) == 2, res.output
+    assert str(refs[1].id) in res.output and str(refs[0].id) not in res.output
+    res = runner.invoke(cli, ["query", "datasets", root, "bias", "--bind", "oops"])
+    assert res.exit_code == 2 and "NAME=VALUE" in res.output
+    res = runner.invoke(cli, ["query", "datasets", root, "bias", "--where", "detector = 'x'"])
+    assert res.exit_code == 1 and "QueryError" in res.output and "integer" in res.output
+    # remove: a chained RUN is refused untouched; unchained it is pruned with its files
+    runner.invoke(cli, ["collection", "chain", root, "all", "cp/run"])
+    res = runner.invoke(cli, ["collection", "remove", root, "cp/run"])
+    assert res.exit_code == 1 and "CHAINED" in res.output
+    assert len(repo.query_datasets("bias", "cp/run")) == 2
+    runner.invoke(cli, ["collection", "chain", root, "all", "best"])
+    res = runner.invoke(cli, ["collection", "remove", root, "cp/run"])
+    assert res.exit_code == 0 and "2 datasets deleted" in res.output, res.output
+    assert list(repo.datastore.walk()) == []
+    repo.close()
+
+
+def test_repo_check_fix_and_refcat_ingest(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    runner = CliRunner()
+    root, _ = _repo_with_biases(tmp_path)
+    orphan = tmp_path / "repo" / "datastore" / "cp" / "run" / "bias" / ".x.npy.tmp-123456"
+    orphan.write_bytes(b"left by a crash")
+    res = runner.invoke(cli, ["repo", "check", root])
+    assert res.exit_code == 1 and "ORPHAN" in res.output
+    res = runner.invoke(cli, ["repo", "check", root, "--fix"])
+    assert res.exit_code == 0 and "removed" in res.output and not orphan.exists(), res.output
+    res = runner.invoke(cli, ["repo", "check", root])
+    assert res.exit_code == 0 and "checked 2 files" in res.output
+    shard = tmp_path / "100.parquet"
+    pq.write_table(pa.table({"ra": [1.0, 2.0], "dec": [3.0, 4.0]}), shard)
+    bad = tmp_path / "notapixel.parquet"
+    pq.write_table(pa.table({"ra": [1.0]}), bad)
+    res = runner.invoke(cli, ["refcat", "ingest", root, "tiny_cat", str(shard), str(bad)])
+    assert res.exit_code == 1 and "1 ingested" in res.output and "notapixel.parquet" in res.output
+    res = runner.invoke(cli, ["query", "datasets", root, "tiny_cat"])
+    assert res.exit_code == 0 and len(res.output.strip().splitlines()) == 2 and "100" in res.output
+
+
+def test_repo_create_unreachable_database_leaves_nothing(tmp_path):
+    import pytest
+
+    pytest.importorskip("psycopg")
+    runner = CliRunner()
+    root = tmp_path / "new" / "repo"
+    res = runner.invoke(cli, ["repo", "create", str(root), "--registry-url",
+                              "postgresql+psycopg://nobody@127.0.0.1:1/none"])
+    assert res.exit_code == 1 and "RepositoryError" in res.output
+    assert not (tmp_path / "new").exists()

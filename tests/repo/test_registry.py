@@ -322,4 +322,8 @@ def test_spatial_query(repo, populate):
     refs = repo.query_datasets("src", "run", region=(120.1, 10.0))
     assert [r.data_id["visit"] for r in refs] == [3]
     stored = repo.registry.dimension_record("visit", instrument="Cam", visit=1)["region"]
-    assert json.loads(stored)["type"] if "type" in json.loads(stored) else True
+    from pachon.core.sphgeom import Region
+
+    back = Region.from_dict(json.loads(stored))
+    assert bool(back.contains(30.0, 10.0)) and not bool(back.contains(30.0, 10.6))
+    assert back.to_dict() == Circle(30.0, 10.0, 0.5).to_dict()

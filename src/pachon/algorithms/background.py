@@ -87,6 +87,16 @@ def _clipped_stats(
     cube: np.ndarray, nsigma: float, n_iter: int, statistic: str = "mode"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sigma-clipped mode (or mean), standard deviation and count along the last axis (NaN = excluded)."""
+    import warnings
+
+    with warnings.catch_warnings():  # fully masked meshes give NaN (filled later), not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _clipped_stats_nan(cube, nsigma, n_iter, statistic)
+
+
+def _clipped_stats_nan(
+    cube: np.ndarray, nsigma: float, n_iter: int, statistic: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     data = cube.copy()
     for _ in range(n_iter):
         med = np.nanmedian(data, axis=-1, keepdims=True)

@@ -54,6 +54,7 @@ def coadd_exposures(
     *,
     clip_sigma: float = 4.0,
     bad_planes: Sequence[str] = BAD_PLANES,
+    clip_fraction: float = 0.3,
 ) -> Exposure:
     """Inverse-variance weighted mean of exposures on the same pixel grid.
 
@@ -67,6 +68,9 @@ def coadd_exposures(
         ``inf`` disables the rejection.
     bad_planes
         Mask planes whose pixels are left out.
+    clip_fraction
+        Fraction of the median added in quadrature to the noise in the rejection test, so that
+        star cores are not clipped where the inputs' PSFs differ (as SWarp's ``CLIP_AMPFRAC``).
 
     Returns
     -------
@@ -107,7 +111,8 @@ def coadd_exposures(
         with np.errstate(all="ignore"):
             med = np.nanmedian(np.where(n_good >= 3, stack, 0.0), axis=0)
         # median of n values has variance ~ (pi/2) var / n; add it to each pixel's own variance
-        dev = np.abs(img - med) / np.sqrt(var * (1.0 + np.pi / 2.0 / np.maximum(n_good, 1)))
+        noise2 = var * (1.0 + np.pi / 2.0 / np.maximum(n_good, 1)) + (clip_fraction * med) ** 2
+        dev = np.abs(img - med) / np.sqrt(noise2)
         reject = good & (n_good >= 3) & (dev > clip_sigma)
         good &= ~reject
         clipped = reject.any(axis=0)

@@ -2,7 +2,7 @@
 
 :func:`calibrate_image` (no I/O) matches the sources to the reference catalogue, fits a
 TAN-SIP WCS, fits the zero point, applies the aperture correction and writes every source in
-the Rubin ``Source`` schema (fluxes in nJy).  :class:`CalibrateTask` reads ``icExp`` and the
+the Rubin ``Source`` schema (fluxes in nJy).  :class:`CalibrateTask` reads ``ic_exp`` and the
 reference-catalogue shards overlapping the detector and writes ``calexp`` and ``src``.
 """
 
@@ -35,6 +35,8 @@ class CalibrateConfig:
     min_astrometry_snr: float = 20.0
     photometry_min_snr: float = 50.0
     extendedness_ratio: float = 0.985
+    #: dataset type name of the reference catalogue shards (healpix7)
+    refcat_name: str = "sim_gaia"
 
 
 @dataclass
@@ -133,7 +135,7 @@ class CalibrateTask(Task):
 
     dimensions = ("instrument", "exposure", "detector")
     inputs = {
-        "ic_exp": Input("icExp", ("instrument", "exposure", "detector"), "Exposure"),
+        "ic_exp": Input("ic_exp", ("instrument", "exposure", "detector"), "Exposure"),
     }
     prerequisites = {
         "refcat": PrerequisiteInput("sim_gaia", ("healpix7",), "ArrowTable", multiple=True, lookup="region"),
@@ -143,6 +145,15 @@ class CalibrateTask(Task):
         "src": Output("src", ("instrument", "exposure", "detector"), "ArrowTable"),
     }
     config_class = CalibrateConfig
+
+    def __init__(self, config: CalibrateConfig | None = None) -> None:
+        super().__init__(config)
+        # the reference catalogue's dataset type comes from the config (``refcat_name``)
+        self.prerequisites = {
+            "refcat": PrerequisiteInput(
+                self.config.refcat_name, ("healpix7",), "ArrowTable", multiple=True, lookup="region"
+            )
+        }
 
     def run(self, ic_exp: Exposure, refcat: list[Any]) -> dict[str, Any]:  # noqa: D102
         import pyarrow as pa

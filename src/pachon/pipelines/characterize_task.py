@@ -1,8 +1,8 @@
 """Image characterization: background, cosmic rays, bright-source detection, PSF, aperture correction.
 
 :func:`characterize_image` is the algorithm (no I/O); :class:`CharacterizeImageTask` wires it
-to the repository: ``postISRCCD`` in, ``icExp`` (background-subtracted, CR-masked, with its
-PSF) and ``icSrc`` (the bright sources with their measurements) out.
+to the repository: ``post_isr`` in, ``ic_exp`` (background-subtracted, CR-masked, with its
+PSF) and ``ic_src`` (the bright sources with their measurements) out.
 """
 
 from __future__ import annotations
@@ -132,10 +132,10 @@ class CharacterizeImageTask(Task):
     """Background, cosmic rays, PSF and aperture correction of one post-ISR detector image."""
 
     dimensions = ("instrument", "exposure", "detector")
-    inputs = {"post_isr": Input("postISRCCD", ("instrument", "exposure", "detector"), "Exposure")}
+    inputs = {"post_isr": Input("post_isr", ("instrument", "exposure", "detector"), "Exposure")}
     outputs = {
-        "ic_exp": Output("icExp", ("instrument", "exposure", "detector"), "Exposure"),
-        "ic_src": Output("icSrc", ("instrument", "exposure", "detector"), "ArrowTable"),
+        "ic_exp": Output("ic_exp", ("instrument", "exposure", "detector"), "Exposure"),
+        "ic_src": Output("ic_src", ("instrument", "exposure", "detector"), "ArrowTable"),
     }
     config_class = CharacterizeConfig
 

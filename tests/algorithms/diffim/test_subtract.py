@@ -100,6 +100,9 @@ def test_dipoles_and_trails() -> None:
 
 
 def test_bad_input() -> None:
+    from pachon.core.errors import AlgorithmError
+
+    assert issubclass(KernelFitError, AlgorithmError)
     spec = PairSpec(shape=(256, 256), n_stars=2, transient_flux=np.full(5, 5000.0))
     sci, tpl, _ = make_pair(spec, seed=4)
     with pytest.raises(KernelFitError, match="kernel stars"):
@@ -142,7 +145,7 @@ def test_decam_pairs(shared_data) -> None:  # noqa: ANN001
             if algorithm == "al":
                 assert res.kernel is not None and not res.kernel.from_psf and res.kernel.n_stars >= 4
                 assert not np.any(np.hypot(res.kernel.star_xy[:, 0] - 57, res.kernel.star_xy[:, 1] - 180) < 3)
-                assert np.abs(res.score[68:79, 95:106]).max() < 8.0, c
+                assert np.abs(res.score[68:79, 95:106]).max() < 10.0, c  # ZOGY: 37-68
 
 
 def test_decam_vs_published_difference(shared_data) -> None:  # noqa: ANN001

@@ -134,6 +134,10 @@ def fit_dipole(
     )
     fs, _ = _lin(single, d, w)
     single_chi2 = float((((d - fs[0] * single[0]) ** 2) * w).sum())
+    if f[0] + f[1] < 0:  # -F at A and -F at B is the same model as +F at B and -F at A: swap
+        sol.x = np.array([sol.x[2], sol.x[3], sol.x[0], sol.x[1]])
+        f = np.array([-f[1], -f[0]])
+        cov = cov[::-1, ::-1]
     return DipoleFit(
         (float(sol.x[0]), float(sol.x[1])),
         (float(sol.x[2]), float(sol.x[3])),

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pachon.core.errors import ConfigError, PachonError
+from pachon.core.errors import AlgorithmError, ConfigError
 
 __all__ = [
     "AlConfig",
@@ -45,7 +45,7 @@ _log = logging.getLogger(__name__)
 MODES = ("auto", "convolve_template", "convolve_science", "preconvolve")
 
 
-class KernelFitError(PachonError, RuntimeError):
+class KernelFitError(AlgorithmError):
     """The PSF-matching kernel cannot be fitted (too few usable stars, singular system)."""
 
 
@@ -73,7 +73,10 @@ class AlConfig:
         Ridge strength (relative to the mean diagonal) for the Gaussian basis; Laplacian
         penalty strength for the delta basis.
     clip_sigma, n_iter
-        Star rejection threshold (robust sigmas of the per-star chi^2) and iterations.
+        Star rejection threshold (robust sigmas of the per-star statistics) and iterations;
+        see :func:`_fit_with_rejection` (leave-one-out cross-validation).
+    model_error
+        Fractional model error added to the variance when judging a star's ``chi^2``.
     fallback
         ``psf`` (fit the kernel on the PSF models when stars are too few) or ``raise``.
     """
@@ -89,6 +92,7 @@ class AlConfig:
     regularization: float = 1e-7
     clip_sigma: float = 3.0
     n_iter: int = 3
+    model_error: float = 0.03
     fallback: str = "psf"
     bad_planes: tuple[str, ...] = ("BAD", "SAT", "NO_DATA", "CR", "EDGE", "SUSPECT")
 
@@ -336,10 +340,11 @@ def _fit_with_rejection(
     (``chi2_loo``) is compared with its ``chi^2`` under the joint fit.  A star that dominates
     the fit but disagrees with the others (a bright variable, a moving star, a DCR dipole, a
     blend) has ``chi2_loo / chi2 >> 1`` even when its own ``chi2`` is small; a faint variable
-    or cosmic ray shows as a large ``chi2``.  Both are clipped at ``clip_sigma`` robust sigmas
-    (with floors of 1 on the ratio, which a star of high leverage reaches without being wrong,
-    and of half the median on ``chi2``, because bright stars carry some PSF-model mismatch)
-    and the fit is repeated, never below ``min_stars``.
+    or cosmic ray shows as a large ``chi2``, computed with a fractional model error
+    ``model_error`` added to the variance (bright stars carry some PSF-model mismatch that is
+    not a reason to reject them).  Both are clipped at ``clip_sigma`` robust sigmas (with
+    floors of 1 on the ratio, which a star of high leverage reaches without being wrong, and
+    of a tenth of the median on ``chi2``) and the fit is repeated, never below ``min_stars``.
     """
     n = len(per_star_m)
     keep = np.ones(n, bool)
@@ -354,21 +359,27 @@ def _fit_with_rejection(
         try:
             coef = _solve(m_tot, b_tot, reg, config.regularization)
             idx = np.flatnonzero(keep)
-            loo = _solve(m_tot[None] - per_star_m[idx], b_tot[None] - per_star_b[idx], reg, config.regularization)
+            loo = _solve(
+                m_tot[None] - per_star_m[idx], b_tot[None] - per_star_b[idx], reg, config.regularization
+            )
         except np.linalg.LinAlgError as exc:
             raise KernelFitError(f"singular kernel system with {int(keep.sum())} stars: {exc}") from exc
-        chi2 = ((yw - xw @ coef) ** 2).mean(axis=1)
+        model = xw @ coef
+        chi2 = ((yw - model) ** 2).mean(axis=1)
         if it == config.n_iter:
             break
         chi2_loo = np.full(n, np.inf)
         chi2_loo[idx] = ((yw[idx] - np.einsum("npa,na->np", xw[idx], loo)) ** 2).mean(axis=1)
         ratio = chi2_loo / np.maximum(chi2, 1e-30)
+        chi2_sys = ((yw - model) ** 2 / (1.0 + (config.model_error * model) ** 2)).mean(axis=1)
         bad = np.zeros(n, bool)
-        for stat, floor in ((ratio, 1.0), (chi2, None)):
+        for stat, floor in ((ratio, 1.0), (chi2_sys, None)):
             med = float(np.median(stat[keep]))
             mad = 1.4826 * float(np.median(np.abs(stat[keep] - med)))
-            bad |= stat > med + config.clip_sigma * max(mad, floor if floor is not None else 0.5 * med)
-        _log.debug("AL iteration %d: chi2 %s, loo/chi2 %s", it, np.round(chi2[keep], 2), np.round(ratio[keep], 2))
+            bad |= stat > med + config.clip_sigma * max(mad, floor if floor is not None else 0.1 * med)
+        _log.debug(
+            "AL iteration %d: chi2 %s, loo/chi2 %s", it, np.round(chi2[keep], 2), np.round(ratio[keep], 2)
+        )
         new_keep = keep & ~bad
         if new_keep.sum() == keep.sum():
             break

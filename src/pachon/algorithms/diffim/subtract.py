@@ -208,7 +208,7 @@ def _fit(
         hs + hk,
         snr_min=config.snr_min,
         max_stars=config.max_stars,
-        isolation=hs + hk,
+        isolation=hs,
     )
     xs, ys = _consistent_flux(s_img, t_img, xs, ys, max(2, math.ceil(2 * _sigma(psf_s))))
     try:

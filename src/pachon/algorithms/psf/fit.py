@@ -132,7 +132,7 @@ def fit_pixel_psf(
     shifted = fourier_shift(data, ix - x, iy - y)
     r2 = (np.arange(-h, h + 1)[None, :] ** 2 + np.arange(-h, h + 1)[:, None] ** 2).astype(float)
     flux = np.where(r2[None] <= h * h, shifted, 0.0).sum(axis=(1, 2))
-    noise = np.sqrt(np.median(np.where(ok_pix, var, np.nan).reshape(len(x), -1), axis=1))
+    np.sqrt(np.median(np.where(ok_pix, var, np.nan).reshape(len(x), -1), axis=1))
     px, py = x + xy0[0], y + xy0[1]
     centre = (0.5 * (px.min() + px.max()), 0.5 * (py.min() + py.max()))
     scale = (max(0.5 * np.ptp(px), 1.0), max(0.5 * np.ptp(py), 1.0))
