@@ -27,6 +27,11 @@ def input_value(exposure: int, detector: int) -> float:
     return float(10 * exposure + detector)
 
 
+def observation_type(exposure: int) -> str:
+    """Observation type of a toy exposure: odd ones are biases, even ones flats."""
+    return "bias" if exposure % 2 else "flat"
+
+
 def make_toy_repo(root: Path, *, n_exposures: int = N_EXPOSURES,
                   n_detectors: int = N_DETECTORS) -> Repository:
     """Instrument Cam, exposures 1..n with datetimes, detectors 0..n-1, toy_input in run 'raw/toy'."""
@@ -38,7 +43,8 @@ def make_toy_repo(root: Path, *, n_exposures: int = N_EXPOSURES,
     repo.insert_dimension_records("day_obs", [{"instrument": "Cam", "id": 20240101}])
     repo.insert_dimension_records("exposure", [
         {"instrument": "Cam", "id": e, "physical_filter": "g-1", "band": "g", "day_obs": 20240101,
-         "exposure_time": 10.0, "datetime_begin": f"2024-01-01T{e % 24:02d}:00:00",
+         "exposure_time": 10.0, "observation_type": observation_type(e),
+         "datetime_begin": f"2024-01-01T{e % 24:02d}:00:00",
          "datetime_end": f"2024-01-01T{e % 24:02d}:00:10"} for e in range(1, n_exposures + 1)])
     repo.register_dataset_type("toy_input", ("instrument", "exposure", "detector"), "Json")
     for e in range(1, n_exposures + 1):

@@ -12,7 +12,8 @@ from typing import Any
 
 from pachon.pipe.task import Input, Output, PrerequisiteInput, Task
 
-__all__ = ["ScaleConfig", "ScaleTask", "SumTask", "NoOpTask", "DebiasTask"]
+__all__ = ["ScaleConfig", "ScaleTask", "SumTask", "NoOpTask", "DebiasConfig", "DebiasTask", "GatherConfig",
+           "GatherTask"]
 
 _DETECTOR = ("instrument", "exposure", "detector")
 
@@ -69,6 +70,18 @@ class NoOpTask(Task):
         return {"out": {}}
 
 
+@dataclass
+class DebiasConfig:
+    """Configuration of `DebiasTask`: how its bias prerequisite is declared."""
+
+    #: Dataset type of the bias (a calibration type with dimensions instrument, detector).
+    bias_type: str = "toy_bias"
+    #: Run without a bias (the task then subtracts nothing) instead of failing.
+    optional: bool = False
+    #: Policy for a missing bias when not optional: "fail" (default for calibrations) or "drop".
+    missing: str | None = None
+
+
 class DebiasTask(Task):
     """``toy_input - bias`` with the bias found as a calibration valid at the exposure time."""
 
@@ -77,7 +90,52 @@ class DebiasTask(Task):
     prerequisites = {"bias": PrerequisiteInput("toy_bias", ("instrument", "detector"), "Json",
                                                lookup="calibration")}
     outputs = {"debiased": Output("toy_debiased", _DETECTOR, "Json")}
+    config_class = DebiasConfig
 
-    def run(self, data: dict[str, Any], bias: dict[str, Any]) -> dict[str, Any]:
-        """Subtract the bias value."""
-        return {"debiased": {"value": data["value"] - bias["value"]}}
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        c = self.config
+        self.prerequisites = {"bias": PrerequisiteInput(c.bias_type, ("instrument", "detector"), "Json",
+                                                        lookup="calibration", optional=c.optional,
+                                                        missing=c.missing)}
+
+    def run(self, data: dict[str, Any], bias: dict[str, Any] | None) -> dict[str, Any]:
+        """Subtract the bias value (nothing when an optional bias is absent)."""
+        return {"debiased": {"value": data["value"] - (bias["value"] if bias is not None else 0.0),
+                             "bias_applied": bias is not None}}
+
+
+@dataclass
+class GatherConfig:
+    """Configuration of `GatherTask`."""
+
+    #: Per-input filter on the gathered ``toy_input`` (e.g. ``exposure.observation_type = 'flat'``).
+    where: str | None = None
+    #: Dataset type written.
+    output_type: str = "toy_gathered"
+    #: Register the output as a calibration type (certifiable as written).
+    is_calibration: bool = False
+    #: Time rule of an optional ``toy_bias`` calibration subtracted from each value (None: no bias).
+    bias_time: str | None = None
+
+
+class GatherTask(Task):
+    """Per detector: sum of the selected ``toy_input`` values (minus a bias) and their count."""
+
+    dimensions = ("instrument", "detector")
+    config_class = GatherConfig
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        c = self.config
+        self.inputs = {"data": Input("toy_input", _DETECTOR, "Json", multiple=True, where=c.where)}
+        self.outputs = {"total": Output(c.output_type, self.dimensions, "Json",
+                                        is_calibration=c.is_calibration)}
+        self.prerequisites = {} if c.bias_time is None else {
+            "bias": PrerequisiteInput("toy_bias", ("instrument", "detector"), "Json", lookup="calibration",
+                                      time=c.bias_time)}
+
+    def run(self, data: list[dict[str, Any]], bias: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Sum the values."""
+        b = bias["value"] if bias is not None else 0.0
+        return {"total": {"value": sum(d["value"] - b for d in data), "n": len(data)}}

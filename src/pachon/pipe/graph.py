@@ -2,7 +2,10 @@
 
 `build_quantum_graph` asks the registry for the data IDs of each task's quanta (``where``
 applied where its names exist), matches each quantum's inputs against datasets in the input
-collections or outputs predicted for upstream quanta, and drops quanta lacking an input.
+collections or outputs predicted for upstream quanta (an input's own ``where`` narrows what
+feeds it), and drops quanta lacking an input.  Prerequisites follow their missing policy (see
+`pachon.pipe.prerequisites`): a quantum missing a required calibration is kept and carries the
+reason in ``Quantum.missing``, so it fails at execution with a record naming its data ID.
 Predicted outputs get deterministic ids (UUID5 of run, dataset type and data ID), so the same
 command builds the same graph and a resumed run recognises what is already done.
 """
@@ -47,6 +50,10 @@ class Quantum:
     metadata: DatasetRef
     failure: DatasetRef
     upstream: frozenset[uuid.UUID] = field(default_factory=frozenset)
+    #: Required prerequisites not found (name → reason): executing the quantum fails with these.
+    missing: dict[str, str] = field(default_factory=dict)
+    #: Optional prerequisites not found: the task receives None for them.
+    absent_optional: list[str] = field(default_factory=list)
 
     def input_ids(self) -> list[uuid.UUID]:
         """Ids of every input dataset (prerequisites included), without repeats."""
@@ -123,7 +130,8 @@ class _Builder:
         self.where_error: QueryError | None = None
         # dataset type -> list of (ref, producing quantum id or None)
         self.available: dict[str, list[tuple[DatasetRef, uuid.UUID | None]]] = {}
-        self.indexes: dict[tuple[str, tuple[str, ...]], dict[tuple, list]] = {}
+        self.indexes: dict[tuple, dict[tuple, list]] = {}
+        self.allowed: dict[tuple[tuple[str, ...], str], set[tuple]] = {}
 
     def query(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Call a registry query with ``where``; without it when its names do not apply here."""
@@ -152,6 +160,27 @@ class _Builder:
             self.indexes[key] = idx
         return self.indexes[key]
 
+    def filtered_index(self, dataset_type: str, dims: tuple[str, ...], shared: tuple[str, ...], where: str,
+                       what: str) -> dict[tuple, list]:
+        """Like `index`, keeping only datasets whose data ID matches an input's own ``where``."""
+        key = (dataset_type, shared, where)
+        if key in self.indexes:
+            return self.indexes[key]
+        if (dims, where) not in self.allowed:
+            try:
+                ids = self.repo.query_data_ids(dims, where=where, bind=self.bind)
+            except QueryError as exc:
+                raise QueryError(f"{what}: where {where!r} cannot select {dataset_type} "
+                                 f"({', '.join(dims)}): {exc}") from exc
+            self.allowed[(dims, where)] = {tuple(d.get(k) for k in dims) for d in ids}
+        allowed = self.allowed[(dims, where)]
+        idx: dict[tuple, list] = defaultdict(list)
+        for ref, qid in self.available.get(dataset_type, []):
+            if tuple(ref.data_id.get(k) for k in dims) in allowed:
+                idx[tuple(ref.data_id.get(k) for k in shared)].append((ref, qid))
+        self.indexes[key] = idx
+        return idx
+
     def predicted(self, name: str, dims: Sequence[str], did: dict[str, Any]) -> DatasetRef:
         keys = _keys_of(dims)
         out_did = {k: did[k] for k in keys if k in did}
@@ -166,7 +195,13 @@ class _Builder:
             if inp.dataset_type not in self.pipeline.producers:
                 self.existing(inp.dataset_type)
             shared = tuple(k for k in _keys_of(inp.dimensions) if k in qkeys)
-            plans.append((name, inp, shared, self.index(inp.dataset_type, shared)))
+            if inp.where:
+                dims = normalize_dimensions(tuple(inp.dimensions))
+                idx = self.filtered_index(inp.dataset_type, dims, shared, inp.where,
+                                          f"task {tdef.label!r} input {name!r}")
+            else:
+                idx = self.index(inp.dataset_type, shared)
+            plans.append((name, inp, shared, idx))
         out, dropped = [], 0
         for did in candidates:
             inputs: dict[str, list[DatasetRef]] = {}
@@ -183,16 +218,19 @@ class _Builder:
                 inputs[name] = [r for r, _ in hits]
                 upstream.update(q for _, q in hits if q is not None)
             else:
-                found = prereqs.resolve(tdef, did)
+                found = prereqs.find(tdef, did, inputs)
                 if found is None:
                     dropped += 1
                     continue
-                inputs.update(found)
-                out.append(self.make_quantum(tdef, did, inputs, upstream))
+                inputs.update(found.refs)
+                q = self.make_quantum(tdef, did, inputs, upstream | found.upstream)
+                q.missing, q.absent_optional = found.missing, found.absent_optional
+                out.append(q)
                 continue
             dropped += 1
         if dropped:
             _log.info("task %s: %d data IDs dropped for lack of inputs", tdef.label, dropped)
+        prereqs.log_summary(tdef)
         self.dropped = dropped
         return out
 

@@ -49,6 +49,9 @@ class DatasetTypeSpec:
     name: str
     dimensions: tuple[str, ...]
     storage_class: str
+    #: Registered as a calibration type (an `Output` with ``is_calibration=True`` or a dataset
+    #: made here and read by a ``lookup="calibration"`` prerequisite).
+    is_calibration: bool = False
 
 
 @dataclass
@@ -188,10 +191,14 @@ class Pipeline:
 
     # -- analysis -------------------------------------------------------------------------
     def _declare(self, label: str, conn_name: str, conn: Input | Output) -> None:
+        calib = bool(getattr(conn, "is_calibration", False)) or getattr(conn, "lookup", None) == "calibration"
         spec = DatasetTypeSpec(conn.dataset_type, normalize_dimensions(tuple(conn.dimensions)),
-                               conn.storage_class)
+                               conn.storage_class, calib)
         old = self.dataset_types.setdefault(spec.name, spec)
-        if old != spec:
+        if calib and not old.is_calibration:
+            old = self.dataset_types[spec.name] = DatasetTypeSpec(old.name, old.dimensions, old.storage_class,
+                                                                  True)
+        if (old.dimensions, old.storage_class) != (spec.dimensions, spec.storage_class):
             raise ConfigError(f"{self.source}: task {label!r} ({conn_name}) declares dataset type "
                               f"{spec.name!r} "
                               f"as {spec.dimensions}/{spec.storage_class} but it is {old.dimensions}/"
@@ -223,16 +230,17 @@ class Pipeline:
                 if not isinstance(inp, PrerequisiteInput):
                     self.consumers.setdefault(inp.dataset_type, []).append(label)
         for label, tdef in self.task_defs.items():
-            for name, pre in tdef.task.prerequisites.items():
+            for pre in tdef.task.prerequisites.values():
                 if pre.dataset_type in self.producers:
-                    raise ConfigError(f"{self.source}: task {label!r} prerequisite {name!r} "
-                                      f"({pre.dataset_type}) is made by task "
-                                      f"{self.producers[pre.dataset_type]!r}; "
-                                      f"declare it as an Input instead")
+                    # made in this pipeline: taken from the producing quantum (see PrerequisiteInput)
+                    self.consumers.setdefault(pre.dataset_type, []).append(label)
+
+    def _dependencies(self, tdef: TaskDef) -> set[str]:
+        conns = [*tdef.task.inputs.values(), *tdef.task.prerequisites.values()]
+        return {self.producers[c.dataset_type] for c in conns if c.dataset_type in self.producers}
 
     def _toposort(self) -> list[str]:
-        deps = {lb: {self.producers[i.dataset_type] for i in t.task.inputs.values()
-                     if i.dataset_type in self.producers} for lb, t in self.task_defs.items()}
+        deps = {lb: self._dependencies(t) for lb, t in self.task_defs.items()}
         order: list[str] = []
         pending = dict(deps)
         while pending:
@@ -250,10 +258,8 @@ class Pipeline:
         return [self.task_defs[lb] for lb in self._order]
 
     def upstream_labels(self, label: str) -> set[str]:
-        """Labels of the tasks whose outputs ``label`` reads."""
-        t = self.task_defs[label]
-        return {self.producers[i.dataset_type] for i in t.task.inputs.values()
-                if i.dataset_type in self.producers}
+        """Labels of the tasks whose outputs ``label`` reads (as inputs or prerequisites)."""
+        return self._dependencies(self.task_defs[label])
 
     def overall_inputs(self) -> list[str]:
         """Dataset types read but not made by the pipeline (they must be in the input collections)."""

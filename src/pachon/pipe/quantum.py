@@ -51,6 +51,8 @@ class QuantumJob:
     config_hash: str
     quantum: Quantum
     executor_pid: int | None = None
+    #: Input collections, for messages.
+    input_collections: str = ""
 
 
 @dataclass
@@ -117,7 +119,21 @@ def _read_inputs(repo: Any, task: Any, q: Quantum) -> dict[str, Any]:
                               f"{exc}") from None
         multiple = conns[name].multiple or getattr(conns[name], "lookup", None) == "region"
         out[name] = objs if multiple else objs[0]
+    for name in q.absent_optional:
+        pre = task.prerequisites[name]
+        _log.info("%s %s: optional prerequisite %s (%s) absent; the task gets None", q.label, q.data_id,
+                  name, pre.dataset_type)
+        out[name] = [] if pre.multiple or pre.lookup == "region" else None
     return out
+
+
+def _check_missing(q: Quantum, collections: str) -> None:
+    if q.missing:
+        reasons = "; ".join(q.missing.values())
+        raise DatasetNotFoundError(f"task {q.label!r} quantum {q.data_id}: {reasons}; certify or add the "
+                                   f"dataset to {collections or 'the input collections'} and rerun with "
+                                   f"--skip-existing --clobber-failures, or declare the prerequisite "
+                                   f"optional=True or missing='drop'")
 
 
 def _outputs(task: Any, q: Quantum, returned: Any) -> list[tuple[Any, Any]]:
@@ -146,6 +162,7 @@ def _metadata(job: QuantumJob, status: str, t0: float, c0: float, start_ns: int,
         "host": socket.gethostname(), "pid": os.getpid(), "software_version": __version__,
         "config_hash": job.config_hash, "inputs": [str(i) for i in q.input_ids()],
         "outputs": {r.dataset_type: str(r.id) for r, _ in outputs},
+        "missing_optional": list(q.absent_optional),
     }
 
 
@@ -169,6 +186,7 @@ def execute_quantum(job: QuantumJob) -> QuantumResult:
     prov = provenance_row(task=job.label, quantum_id=q.id, config_hash=job.config_hash)
     try:
         task = _task(job)
+        _check_missing(q, job.input_collections)
         try:
             inputs = _read_inputs(repo, task, q)
             outputs = _outputs(task, q, task.run_quantum(inputs, dict(q.data_id)))

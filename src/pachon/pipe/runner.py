@@ -21,9 +21,14 @@ _log = logging.getLogger(__name__)
 
 
 def register_output_types(repo: Any, pipeline: Pipeline) -> None:
-    """Register every dataset type the pipeline writes (checks agreement with existing ones)."""
+    """Register every dataset type the pipeline writes (checks agreement with existing ones).
+
+    Types declared ``is_calibration`` (see `DatasetTypeSpec`) are registered as calibration
+    dataset types, so their datasets can be certified as written.
+    """
     for spec in pipeline.output_types():
-        repo.register_dataset_type(spec.name, spec.dimensions, spec.storage_class)
+        repo.register_dataset_type(spec.name, spec.dimensions, spec.storage_class,
+                                   is_calibration=spec.is_calibration)
 
 
 def run_pipeline(repo: Any, pipeline: Pipeline | str | Path, *, inputs: Sequence[str],
@@ -79,7 +84,7 @@ def run_pipeline(repo: Any, pipeline: Pipeline | str | Path, *, inputs: Sequence
     def make_job(q: Quantum) -> QuantumJob:
         tdef = defs[q.label]
         return QuantumJob(str(repo.root), run, q.label, tdef.class_path, tdef.config, tdef.config_hash,
-                          q, pid)
+                          q, pid, input_collections=str(list(inputs)))
 
     report = RunReport(run, output, [t.label for t in pipe.ordered()])
     executor.execute(graph, make_job, report, done=done)

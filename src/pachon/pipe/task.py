@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal
 
 from pachon.core.errors import ConfigError
 
-__all__ = ["Input", "PrerequisiteInput", "Output", "Task", "EmptyConfig", "import_task_class"]
+__all__ = ["Input", "PrerequisiteInput", "Output", "Task", "EmptyConfig", "TimeRule", "import_task_class"]
 
 _log = logging.getLogger(__name__)
 
@@ -43,6 +43,10 @@ class Input:
         per-visit task).  Needed when ``dimensions`` are not all dimensions of the quantum.
     doc
         One line for ``pachon pipeline show``.
+    where
+        Per-input filter over the dataset's data ID and dimension records, e.g.
+        ``"exposure.observation_type = 'flat'"``: only matching datasets feed this input (on top
+        of the run's ``where``), so one run can give bias frames to one task and flats to another.
     """
 
     dataset_type: str
@@ -50,6 +54,11 @@ class Input:
     storage_class: str
     multiple: bool = False
     doc: str = ""
+    where: str | None = None
+
+
+#: How the validity time of a calibration lookup is chosen (see `PrerequisiteInput`).
+TimeRule = Literal["quantum", "latest", "earliest", "midpoint", "any"]
 
 
 @dataclass(frozen=True)
@@ -60,20 +69,58 @@ class PrerequisiteInput(Input):
     as the quantum), ``"calibration"`` (the certification valid at the quantum's exposure/visit
     time in CALIBRATION collections) or ``"region"`` (every dataset whose sky region overlaps
     the quantum's visit/exposure/tract/patch region, e.g. reference catalog shards; always a
-    list).
+    list).  When a task of the same pipeline writes the dataset type, the dataset predicted for
+    the producing quantum is used instead (found by shared data-ID values), so a pipeline can
+    make a calibration and use it in the same run; the input collections are searched when no
+    quantum makes one for this data ID.
+
+    Attributes
+    ----------
+    optional
+        When not found, the task receives None (an empty list for ``multiple``/region
+        prerequisites) and the quantum's metadata record lists it under ``missing_optional``.
+    missing
+        Policy for a required prerequisite that is not found: ``"fail"`` (the quantum runs and
+        fails with a ``<label>_failure`` record naming the data ID and the missing dataset) or
+        ``"drop"`` (the quantum is left out of the graph, logged).  None: ``"fail"`` for
+        ``lookup="calibration"`` (an operator must see that a bias is missing), ``"drop"``
+        otherwise.
+    time
+        Validity time of a calibration lookup: ``"quantum"`` (the quantum's exposure/visit
+        mid-time), ``"latest"``, ``"earliest"`` or ``"midpoint"`` of the mid-times of the
+        exposures/visits of the quantum's gathered inputs (for per-detector quanta), or
+        ``"any"`` (the one certification of that data ID whatever its validity; ambiguous
+        when several, which fails the quantum).
     """
 
     lookup: Literal["data_id", "calibration", "region"] = "data_id"
+    optional: bool = False
+    missing: Literal["fail", "drop"] | None = None
+    time: TimeRule = "quantum"
+
+    @property
+    def on_missing(self) -> str:
+        """``"none"`` (optional), ``"fail"`` or ``"drop"``: what happens when it is not found."""
+        if self.optional:
+            return "none"
+        if self.missing is not None:
+            return self.missing
+        return "fail" if self.lookup == "calibration" else "drop"
 
 
 @dataclass(frozen=True)
 class Output:
-    """A dataset a task writes; its dimensions must be among the quantum's (or implied by them)."""
+    """A dataset a task writes; its dimensions must be among the quantum's (or implied by them).
+
+    ``is_calibration`` registers the dataset type as a calibration type, so the datasets can be
+    certified into a CALIBRATION collection as written (no copy).
+    """
 
     dataset_type: str
     dimensions: tuple[str, ...]
     storage_class: str
     doc: str = ""
+    is_calibration: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,6 +185,7 @@ class Task:
         for name, conn in names.items():
             if not isinstance(conn, Input):
                 raise ConfigError(f"task {label!r}: input {name!r} must be an Input, got {conn!r}")
+            _check_connection(label, name, conn)
             if not var_kw and name not in params and cls.run_quantum is Task.run_quantum:
                 raise ConfigError(f"task {label!r} ({cls.__name__}): input {name!r} is not an argument of "
                                   f"run(); rename the input or the argument")
@@ -150,6 +198,26 @@ class Task:
         if missing and cls.run_quantum is Task.run_quantum:
             raise ConfigError(f"task {label!r} ({cls.__name__}): run() argument {missing[0]!r} is not a "
                               f"declared input; declare it or give it a default")
+
+
+def _check_connection(label: str, name: str, conn: Input) -> None:
+    if conn.where is not None and (not isinstance(conn.where, str) or not conn.where.strip()):
+        raise ConfigError(f"task {label!r} input {name!r}: where must be a non-empty expression string, "
+                          f"got {conn.where!r}")
+    if not isinstance(conn, PrerequisiteInput):
+        return
+    if conn.where is not None and conn.lookup != "data_id":
+        raise ConfigError(f"task {label!r} prerequisite {name!r}: where= is supported for Inputs and "
+                          f"lookup='data_id' prerequisites only, not lookup={conn.lookup!r}")
+    if conn.missing not in (None, "fail", "drop"):
+        raise ConfigError(f"task {label!r} prerequisite {name!r}: missing must be 'fail' or 'drop', "
+                          f"got {conn.missing!r}")
+    if conn.time not in ("quantum", "latest", "earliest", "midpoint", "any"):
+        raise ConfigError(f"task {label!r} prerequisite {name!r}: time must be one of quantum, latest, "
+                          f"earliest, midpoint, any; got {conn.time!r}")
+    if conn.time != "quantum" and conn.lookup != "calibration":
+        raise ConfigError(f"task {label!r} prerequisite {name!r}: time={conn.time!r} needs "
+                          f"lookup='calibration'")
 
 
 def import_task_class(path: str, *, source: str = "pipeline") -> type[Task]:

@@ -1,12 +1,9 @@
-"""Certify calibration products of a cp run into a CALIBRATION collection.
+"""Certify the calibrations made by a cp run into a CALIBRATION collection, in place.
 
-The cp pipeline writes ``cpBias``, ``cpDark``, ``cpFlat``, ``cpPtc``, ``cpLinearity`` and
-``cpDefects`` (plain dataset types: the pipeline framework registers its outputs without the
-calibration flag).  :func:`certify_calibrations` stores each as its calibration dataset type
-(``bias``, ``dark``, ... registered with ``is_calibration=True``) in the RUN
-``<run>/certified``, with the product as its provenance input, and certifies them over
-``[begin, end)`` in ``calib_collection``.  Running it again certifies the same datasets again
-(no new copies) and leaves those already certified in ``calib_collection`` as they are.
+The cp pipeline writes the calibration dataset types themselves (``bias``, ``dark``, ``flat``,
+``ptc``, ``linearity``, ``defects``, registered ``is_calibration`` by the pipeline framework), so
+:func:`certify_calibrations` certifies the very datasets of the run over ``[begin, end)``: no
+copy.  Running it again leaves those already certified in ``calib_collection`` as they are.
 """
 
 from __future__ import annotations
@@ -29,23 +26,34 @@ def register_calibration_types(repo: Any) -> None:
         repo.register_dataset_type(dtype, dims, storage, is_calibration=True)
 
 
-def _product_refs(repo: Any, run: str, product: str) -> list[Any]:
+def _runs(repo: Any, collection: str) -> list[str]:
+    """The RUN collections of ``collection`` (itself, or the runs of a CHAINED one, in order)."""
+    kind = str(repo.collection_type(collection))
+    if kind == "CHAINED":
+        return [r for child in repo.get_chain(collection) for r in _runs(repo, child)]
+    return [collection] if kind == "RUN" else []
+
+
+def _products(repo: Any, runs: list[str], calib: str) -> list[Any]:
+    if not runs:
+        return []
     try:
-        return repo.query_datasets(product, run, find_first=False)
-    except DatasetNotFoundError:
+        return repo.query_datasets(calib, runs, find_first=True)
+    except DatasetNotFoundError:  # type not registered: no cp run made it
         return []
 
 
 def certify_calibrations(repo: Any, run: str, calib_collection: str, begin: Any = None,
                          end: Any = None) -> list[Any]:
-    """Certify the cp products found in ``run`` into ``calib_collection`` over ``[begin, end)``.
+    """Certify the calibrations found in ``run`` into ``calib_collection`` over ``[begin, end)``.
 
     Parameters
     ----------
     repo
         The `pachon.repo.Repository`.
     run
-        Collection holding the products (a cp run, or its CHAINED output collection).
+        Collection holding the products: a cp RUN, or its CHAINED output collection (only its
+        RUN members are searched, so calibrations certified earlier are not picked up again).
     calib_collection
         CALIBRATION collection (created when missing).
     begin, end
@@ -55,35 +63,26 @@ def certify_calibrations(repo: Any, run: str, calib_collection: str, begin: Any 
     Returns
     -------
     refs
-        The certified calibration datasets.
+        The certified calibration datasets (those of ``run``).
 
     Raises
     ------
     pachon.core.errors.DatasetNotFoundError
-        ``run`` holds no cp product (the message names it and what was looked for).
+        ``run`` holds no calibration (the message names it and what was looked for).
+    pachon.core.errors.CollectionError
+        ``run`` does not exist.
     """
-    register_calibration_types(repo)
-    target = f"{run}/certified"
-    certified = []
-    for product, calib in CP_PRODUCTS.items():
-        for ref in _product_refs(repo, run, product):
-            dims = CALIBRATION_TYPES[calib][1]
-            did = {k: ref.data_id[k] for k in dims}
-            existing = repo.find_dataset(calib, did, collections=[target]) if \
-                target in {c for c, _ in repo.list_collections()} else None
-            if existing is None:
-                existing = repo.put(repo.get(ref), calib, did, run=target, inputs=[ref],
-                                    provenance={"task": "certify_calibrations"})
-            certified.append(existing)
-    if not certified:
+    runs = _runs(repo, run)
+    found = [ref for calib in CP_PRODUCTS for ref in _products(repo, runs, calib)]
+    if not found:
         raise DatasetNotFoundError(f"no calibration products ({', '.join(CP_PRODUCTS)}) in "
-                                   f"collection {run!r}; "
-                                   f"run the cp pipeline into it first")
+                                   f"collection {run!r}; run the cp pipeline into it first")
     repo.register_collection(calib_collection, "CALIBRATION")
-    done = {r.id for name in {r.dataset_type for r in certified}
+    done = {r.id for name in {r.dataset_type for r in found}
             for r in repo.query_datasets(name, calib_collection, find_first=False)}
-    new = [r for r in certified if r.id not in done]
+    new = [r for r in found if r.id not in done]
     if new:
         repo.certify(calib_collection, new, begin, end)
-    _log.info("certified %d calibrations from %s into %s", len(certified), run, calib_collection)
-    return certified
+    _log.info("certified %d calibrations from %s into %s (%d already there)", len(new), run,
+              calib_collection, len(found) - len(new))
+    return found

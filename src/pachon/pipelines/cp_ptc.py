@@ -1,12 +1,13 @@
 """Photon transfer curve task: per-amplifier gain and read noise, and linearity, from raw flat pairs.
 
-:class:`CpPtcTask` gathers the raws of one detector selected by the run's ``where`` (flat pairs
-at several levels, and two or more biases for the read noise), e.g.
-``exposure.observation_type IN ('flat', 'bias') AND exposure.day_obs = 20240331``.  Flats are
-paired by exposure time (consecutive exposures of one time); each pair gives the mean and
-temporal variance per amplifier (overscan-subtracted, ADU).  Outputs: ``cpPtc`` (Json: gains,
-read noise, the curve) and ``cpLinearity`` (Numpy ``(n_amp, 1)``: quadratic non-linearity in
-electrons, from the mean signal against exposure time).
+:class:`CpPtcTask` gathers the raws of one detector selected by its ``where`` (default: every
+flat and bias; narrow it in the pipeline YAML or with the run's ``where``, e.g.
+``exposure.day_obs = 20240331``): flat pairs at several levels, and two or more biases for the
+read noise.  Flats are paired by exposure time (consecutive exposures of one time); each pair
+gives the mean and temporal variance per amplifier (overscan-subtracted, ADU).  Outputs (the
+calibration types, certified as written): ``ptc`` (Json: gains, read noise, the curve) and
+``linearity`` (Numpy ``(n_amp, 1)``: quadratic non-linearity in electrons, from the mean signal
+against exposure time).
 """
 
 from __future__ import annotations
@@ -44,21 +45,31 @@ class CpPtcConfig:
         Ignore pairs above this mean (ADU), e.g. near saturation.
     fit_linearity
         Also fit the quadratic non-linearity from mean signal against exposure time.
+    where
+        Per-input filter selecting the raws.
     """
 
     overscan: OverscanConfig = field(default_factory=OverscanConfig)
     do_overscan: bool = True
     max_mean: float | None = None
     fit_linearity: bool = True
+    where: str = "exposure.observation_type IN ('flat', 'bias')"
 
 
 class CpPtcTask(Task):
     """Gains and read noise of every amplifier of one detector from flat pairs and biases."""
 
     dimensions = DET
-    inputs = {"raws": Input("raw", EXP_DET, "RawFits", multiple=True, doc="flat pairs and biases")}
-    outputs = {"ptc": Output("cpPtc", DET, "Json"), "linearity": Output("cpLinearity", DET, "Numpy")}
+    inputs = {"raws": Input("raw", EXP_DET, "RawFits", multiple=True, doc="flat pairs and biases",
+                            where=CpPtcConfig.where)}
+    outputs = {"ptc": Output("ptc", DET, "Json", is_calibration=True),
+               "linearity": Output("linearity", DET, "Numpy", is_calibration=True)}
     config_class = CpPtcConfig
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.inputs = {"raws": Input("raw", EXP_DET, "RawFits", multiple=True, doc="flat pairs and biases",
+                                     where=self.config.where)}
 
     def _segments(self, raw: Any, det: Any, did: dict[str, Any], overscan: bool) -> list[np.ndarray]:
         arrays = amplifier_arrays(raw, det, data_id=did)
@@ -87,8 +98,8 @@ class CpPtcTask(Task):
         pairs = [(t, g[i], g[i + 1]) for t, g in sorted(flats.items()) for i in range(0, len(g) - 1, 2)]
         if det is None or len(pairs) < 3:
             raise ConfigError(f"ptc {data_id}: {len(pairs)} flat pair(s) found, need 3 or more levels; "
-                              f"select flat pairs with "
-                              f"where=\"exposure.observation_type IN ('flat', 'bias')\"")
+                              f"take flat pairs at several exposure times (config 'where': "
+                              f"{self.config.where!r})")
         amps = det.amplifiers
         times = np.array([t for t, _, _ in pairs])
         stats = np.array([[pair_statistics(a[k], b[k]) for k in range(len(amps))] for _, a, b in pairs])

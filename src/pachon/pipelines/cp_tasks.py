@@ -3,15 +3,16 @@
 Rubin's layout: a per-exposure ISR task (``cpBiasProc``, ``cpDarkProc``, ``cpFlatProc``: an
 :class:`~pachon.pipelines.isr_task.IsrTask` with only the steps the product needs) and a
 combining task per detector (per detector and physical filter for flats).  Products are
-written as ``cpBias``, ``cpDark``, ``cpFlat``, ``cpPtc``, ``cpLinearity``, ``cpDefects``;
-:func:`pachon.pipelines.cp_certify.certify_calibrations` promotes them to the calibration
-dataset types (``bias``, ``dark``, ``flat``, ``ptc``, ``linearity``, ``defects``) in a
-CALIBRATION collection.
+written directly as the calibration dataset types ``bias``, ``dark``, ``flat``, ``ptc``,
+``linearity``, ``defects`` (registered ``is_calibration``), so
+:func:`pachon.pipelines.cp_certify.certify_calibrations` certifies them in place.
 
-Which exposures feed a product is chosen by the run's ``where`` (``pachon.pipe`` has no
-per-input filter yet), e.g. ``exposure.observation_type = 'bias'`` for ``cp.yaml#bias``; the
-combining tasks also check the observation type recorded by the per-exposure task and refuse
-frames of another type, so a forgotten ``where`` fails loudly instead of mixing flats into a bias.
+Each per-exposure task picks its frames with a per-input filter on the raws (``raw_where``:
+``exposure.observation_type = 'bias'`` ...), so one run of the whole ``cp.yaml`` makes every
+product; the bias made in the run is used by the dark and flat ISR, the dark by the flat ISR and
+the defects task (prerequisites made in the same pipeline).  A subset run (``cp.yaml#dark``)
+finds them as certified calibrations instead.  The combining tasks also check the observation
+type recorded by the per-exposure task and refuse frames of another type.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import numpy as np
 from pachon.algorithms.cp import CombineConfig, DefectConfig, combine_frames, find_defects
 from pachon.algorithms.isr import IsrConfig
 from pachon.core.errors import ConfigError
-from pachon.pipe.task import Input, Output, Task
-from pachon.pipelines.isr_task import DET, EXP_DET, IsrTask, IsrTaskConfig
+from pachon.pipe.task import Input, Output, PrerequisiteInput, Task
+from pachon.pipelines.isr_task import CALIBRATION_TYPES, DET, EXP_DET, IsrTask, IsrTaskConfig
 
 __all__ = ["CpBiasProcTask", "CpDarkProcTask", "CpFlatProcTask", "CpBiasTask", "CpDarkTask", "CpFlatTask",
            "CpDefectsTask", "CpCombineConfig", "CpDefectsConfig", "CP_PRODUCTS", "combined_exposure"]
@@ -34,9 +35,14 @@ __all__ = ["CpBiasProcTask", "CpDarkProcTask", "CpFlatProcTask", "CpBiasTask", "
 _log = logging.getLogger(__name__)
 _FLAT_DIMS = (*DET, "physical_filter")
 
-#: Product dataset type written by the cp pipeline → calibration dataset type it certifies as.
-CP_PRODUCTS = {"cpBias": "bias", "cpDark": "dark", "cpFlat": "flat", "cpPtc": "ptc",
-               "cpLinearity": "linearity", "cpDefects": "defects"}
+#: Calibration dataset types written by the cp pipeline (certified as written).
+CP_PRODUCTS = ("bias", "dark", "flat", "ptc", "linearity", "defects")
+
+
+def calibration_output(name: str, doc: str = "") -> Output:
+    """The `Output` of calibration ``name`` (a key of `CALIBRATION_TYPES`), flagged ``is_calibration``."""
+    dtype, dims, storage = CALIBRATION_TYPES[name]
+    return Output(dtype, dims, storage, doc=doc or f"{name} calibration", is_calibration=True)
 
 _OFF = {k: False for k in ("do_crosstalk", "do_linearity", "do_brighter_fatter", "do_defects",
                            "do_interpolate", "do_flat")}
@@ -47,20 +53,26 @@ class CpBiasProcConfig(IsrTaskConfig):
     """Per-exposure ISR of bias frames: overscan, assembly, gain (electrons)."""
 
     isr: IsrConfig = field(default_factory=lambda: IsrConfig(do_bias=False, do_dark=False, **_OFF))
+    required_calibrations: list[str] = field(default_factory=list)
+    raw_where: str | None = "exposure.observation_type = 'bias'"
 
 
 @dataclass
 class CpDarkProcConfig(IsrTaskConfig):
-    """Per-exposure ISR of dark frames: as bias, then the certified bias subtracted."""
+    """Per-exposure ISR of dark frames: as bias, then the bias subtracted (required)."""
 
     isr: IsrConfig = field(default_factory=lambda: IsrConfig(do_dark=False, **_OFF))
+    required_calibrations: list[str] = field(default_factory=lambda: ["bias"])
+    raw_where: str | None = "exposure.observation_type = 'dark'"
 
 
 @dataclass
 class CpFlatProcConfig(IsrTaskConfig):
-    """Per-exposure ISR of flats: bias and dark subtracted (``isr.do_dark: false`` without darks)."""
+    """Per-exposure ISR of flats: bias (required) and dark (when there is one) subtracted."""
 
     isr: IsrConfig = field(default_factory=lambda: IsrConfig(**_OFF))
+    required_calibrations: list[str] = field(default_factory=lambda: ["bias"])
+    raw_where: str | None = "exposure.observation_type = 'flat'"
 
 
 class CpBiasProcTask(IsrTask):
@@ -164,7 +176,7 @@ class CpBiasTask(_CombineTask):
     """Combined bias (electrons) of one detector."""
 
     inputs = {"procs": Input("cpBiasProc", EXP_DET, "Exposure", multiple=True)}
-    outputs = {"product": Output("cpBias", DET, "Exposure")}
+    outputs = {"product": calibration_output("bias")}
     obstype = "bias"
 
 
@@ -172,7 +184,7 @@ class CpDarkTask(_CombineTask):
     """Combined dark current (electrons per second of dark time) of one detector."""
 
     inputs = {"procs": Input("cpDarkProc", EXP_DET, "Exposure", multiple=True)}
-    outputs = {"product": Output("cpDark", DET, "Exposure")}
+    outputs = {"product": calibration_output("dark")}
     obstype = "dark"
     per_second = True
 
@@ -182,7 +194,7 @@ class CpFlatTask(_CombineTask):
 
     dimensions = _FLAT_DIMS
     inputs = {"procs": Input("cpFlatProc", EXP_DET, "Exposure", multiple=True)}
-    outputs = {"product": Output("cpFlat", _FLAT_DIMS, "Exposure")}
+    outputs = {"product": calibration_output("flat")}
     obstype = "flat"
     normalize = True
 
@@ -195,12 +207,17 @@ class CpDefectsConfig:
 
 
 class CpDefectsTask(Task):
-    """Defect boxes ``(n, 4)`` from the combined dark and flats of one detector."""
+    """Defect boxes ``(n, 4)`` from the combined dark and flats of one detector.
+
+    The dark and flats come from the same run when it makes them, else from the certified
+    calibrations (``time="any"``: the one certification of each; ambiguous ones fail).
+    """
 
     dimensions = DET
-    inputs = {"dark": Input("cpDark", DET, "Exposure"),
-              "flats": Input("cpFlat", _FLAT_DIMS, "Exposure", multiple=True)}
-    outputs = {"defects": Output("cpDefects", DET, "Numpy")}
+    prerequisites = {"dark": PrerequisiteInput("dark", DET, "Exposure", lookup="calibration", time="any"),
+                     "flats": PrerequisiteInput("flat", _FLAT_DIMS, "Exposure", multiple=True,
+                                                lookup="calibration", time="any")}
+    outputs = {"defects": calibration_output("defects")}
     config_class = CpDefectsConfig
 
     def run(self, dark: Any, flats: list[Any]) -> dict[str, Any]:

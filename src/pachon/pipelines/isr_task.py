@@ -1,11 +1,13 @@
-"""The ISR task: one raw detector in, a calibrated ``postISRCCD`` Exposure out.
+"""The ISR task: one raw detector in, a calibrated ``post_isr`` Exposure out.
 
 :class:`IsrTask` wires :func:`pachon.algorithms.isr.run_isr` to the repository.  Its
 calibrations are prerequisite inputs found in CALIBRATION collections by validity range at the
-exposure mid-time (``lookup="calibration"``).  Which calibrations it asks for follows the ISR
-steps switched on in its configuration (``isr.do_bias`` → ``bias`` ...; ``use_ptc`` → ``ptc``
-gains and read noise), so an instrument without darks sets ``isr.do_dark: false`` in its
-pipeline YAML instead of failing for lack of a dark.
+exposure mid-time (``lookup="calibration"``), one per ISR step switched on in its configuration
+(``isr.do_bias`` → ``bias`` ...; ``use_ptc`` → ``ptc`` gains and read noise).  They are
+*optional* prerequisites except those named in ``required_calibrations`` (default: bias, flat):
+a step whose calibration is absent is switched off for that exposure (a log line, ``False`` in
+the ``ISR_<NAME>`` header flag and the name in ``ISR_OFF``), while a missing required
+calibration fails the quantum with a record naming the data ID and the dataset.
 
 Errors (a missing amplifier, a calibration of the wrong shape or detector, NaN pixels) are
 raised by the algorithm with the data ID in the message; the framework records them as a
@@ -41,17 +43,13 @@ CALIBRATION_TYPES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "ptc": ("ptc", DET, "Json"),
     "crosstalk": ("crosstalk", DET, "Numpy"),
     "linearity": ("linearity", DET, "Numpy"),
-    "bf_kernel": ("bfKernel", DET, "Numpy"),
+    "bfk": ("bfk", DET, "Numpy"),
     "defects": ("defects", DET, "Numpy"),
 }
 
 #: Calibration name → the `IsrConfig` flag of the step that needs it.
 STEP_CALIBRATIONS = {"bias": "do_bias", "dark": "do_dark", "flat": "do_flat", "crosstalk": "do_crosstalk",
-                     "linearity": "do_linearity", "bf_kernel": "do_brighter_fatter", "defects": "do_defects"}
-
-
-def _science_isr() -> IsrConfig:
-    return IsrConfig(do_crosstalk=False, do_linearity=False, do_brighter_fatter=False, do_defects=False)
+                     "linearity": "do_linearity", "bfk": "do_brighter_fatter", "defects": "do_defects"}
 
 
 @dataclass
@@ -61,27 +59,44 @@ class IsrTaskConfig:
     Attributes
     ----------
     isr
-        The ISR steps; a step that is on makes its calibration a prerequisite.  Defaults: bias,
-        dark, flat (crosstalk, linearity, brighter-fatter and defects off until their
-        calibrations are made).
+        The ISR steps; a step that is on makes its calibration a prerequisite (optional unless
+        listed in ``required_calibrations``: the step is switched off when it is absent).
     use_ptc
         Take per-amplifier gains and read noise from the ``ptc`` calibration (else the
         camera's nominal values).
+    required_calibrations
+        Calibrations (keys of `CALIBRATION_TYPES`) whose absence fails the quantum instead of
+        switching their step off.
+    raw_where
+        Filter on the raws this task reads, e.g. ``"exposure.observation_type = 'science'"``.
     """
 
-    isr: IsrConfig = field(default_factory=_science_isr)
+    isr: IsrConfig = field(default_factory=IsrConfig)
     use_ptc: bool = False
+    required_calibrations: list[str] = field(default_factory=lambda: ["bias", "flat"])
+    raw_where: str | None = None
 
 
 def calibration_prerequisites(config: IsrTaskConfig) -> dict[str, PrerequisiteInput]:
-    """The calibrations the configured steps need, as calibration-lookup prerequisites."""
+    """The calibrations the configured steps need, as calibration-lookup prerequisites.
+
+    Raises
+    ------
+    ConfigError
+        ``required_calibrations`` names an unknown calibration.
+    """
+    unknown = sorted(set(config.required_calibrations) - set(CALIBRATION_TYPES))
+    if unknown:
+        raise ConfigError(f"IsrTaskConfig.required_calibrations: unknown calibration {unknown[0]!r}; "
+                          f"known: {', '.join(CALIBRATION_TYPES)}")
     names = [n for n, flag in STEP_CALIBRATIONS.items() if getattr(config.isr, flag)]
     if config.use_ptc:
         names.append("ptc")
     out = {}
     for name in names:
         dtype, dims, storage = CALIBRATION_TYPES[name]
-        out[name] = PrerequisiteInput(dtype, dims, storage, lookup="calibration", doc=f"{name} calibration")
+        out[name] = PrerequisiteInput(dtype, dims, storage, lookup="calibration", doc=f"{name} calibration",
+                                      optional=name not in config.required_calibrations)
     return out
 
 
@@ -129,7 +144,7 @@ def isr_calibs_from(inputs: dict[str, Any], detector: Any, data_id: dict[str, An
         A ``ptc`` calibration for another number of amplifiers.
     """
     calibs = IsrCalibs(bias=inputs.get("bias"), dark=inputs.get("dark"), flat=inputs.get("flat"),
-                       defects=inputs.get("defects"), bf_kernel=inputs.get("bf_kernel"),
+                       defects=inputs.get("defects"), bf_kernel=inputs.get("bfk"),
                        crosstalk=inputs.get("crosstalk"), linearity=inputs.get("linearity"))
     ptc = inputs.get("ptc")
     if ptc is not None:
@@ -147,7 +162,7 @@ class IsrTask(Task):
 
     dimensions = EXP_DET
     inputs = {"raw": Input("raw", EXP_DET, "RawFits", doc="raw detector frame")}
-    outputs = {"post_isr": Output("postISRCCD", EXP_DET, "Exposure", doc="calibrated detector image")}
+    outputs = {"post_isr": Output("post_isr", EXP_DET, "Exposure", doc="calibrated detector image")}
     config_class = IsrTaskConfig
     #: Name of the output connection holding the result.
     output_name = "post_isr"
@@ -155,13 +170,29 @@ class IsrTask(Task):
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
         self.prerequisites = calibration_prerequisites(self.config)
+        if self.config.raw_where:
+            self.inputs = {"raw": Input("raw", EXP_DET, "RawFits", doc="raw detector frame",
+                                        where=self.config.raw_where)}
+
+    def _steps_available(self, inputs: dict[str, Any],
+                         data_id: dict[str, Any]) -> tuple[IsrConfig, list[str]]:
+        """The ISR config with the steps whose optional calibration is absent switched off."""
+        off = [n for n, flag in STEP_CALIBRATIONS.items()
+               if getattr(self.config.isr, flag) and inputs.get(n) is None]
+        for name in off:
+            _log.info("isr %s: no %s calibration; %s switched off", data_id, name, STEP_CALIBRATIONS[name])
+        cfg = dataclasses.replace(self.config.isr, **{STEP_CALIBRATIONS[n]: False for n in off})
+        if self.config.use_ptc and inputs.get("ptc") is None:
+            _log.info("isr %s: no ptc calibration; nominal gains and read noise used", data_id)
+            off.append("ptc")
+        return cfg, off
 
     def run_quantum(self, inputs: dict[str, Any], data_id: dict[str, Any]) -> dict[str, Any]:
         """Read the exposure times from the raw's header, apply the calibrations, tag the result."""
         raw = inputs["raw"]
         _, det, info = raw_context(raw, data_id)
         calibs = isr_calibs_from(inputs, det, data_id)
-        cfg = self.config.isr
+        cfg, off = self._steps_available(inputs, data_id)
         exp = run_isr(raw, det, calibs, cfg, exposure_time=float(info.exposure_time or 0.0),
                       dark_time=info.dark_time, data_id=data_id)
         bad = ~np.isfinite(exp.image)
@@ -175,8 +206,10 @@ class IsrTask(Task):
         md["DARKTIME"] = (float(info.dark_time if info.dark_time is not None else 0.0), "dark time, s")
         md["FILTER"] = (str(info.physical_filter), "physical filter")
         for name in (*STEP_CALIBRATIONS, "ptc"):
-            applied = name in inputs and (name == "ptc" or getattr(cfg, STEP_CALIBRATIONS[name]))
+            on = name == "ptc" or getattr(cfg, STEP_CALIBRATIONS[name])
+            applied = inputs.get(name) is not None and on
             md[f"HIERARCH ISR_{name.upper()}"] = (bool(applied), f"{name} calibration applied")
+        md["HIERARCH ISR_OFF"] = (",".join(off), "steps switched off: calibration absent")
         md["HIERARCH ISR_DATA_ID"] = str({k: data_id[k] for k in EXP_DET})
         return {self.output_name: exp}
 

@@ -29,8 +29,10 @@ def _where(data_id: Any) -> str:
     return f"raw {data_id}" if data_id is not None else "raw"
 
 
-def amplifier_arrays(raw: Any, detector: Any, *, data_id: Any = None) -> list[np.ndarray]:
-    """One float64 array per amplifier (covering ``amp.raw_bbox``, readout orientation).
+def amplifier_arrays(
+    raw: Any, detector: Any, *, data_id: Any = None, dtype: Any = np.float64
+) -> list[np.ndarray]:
+    """One array per amplifier (covering ``amp.raw_bbox``, readout orientation).
 
     Parameters
     ----------
@@ -41,6 +43,9 @@ def amplifier_arrays(raw: Any, detector: Any, *, data_id: Any = None) -> list[np
         The :class:`~pachon.instruments.Detector` describing the layout.
     data_id
         Data ID named in error messages.
+    dtype
+        Type of the returned arrays (float64 by default); None keeps the raw's own type and
+        avoids copies (views where possible).
 
     Raises
     ------
@@ -51,7 +56,7 @@ def amplifier_arrays(raw: Any, detector: Any, *, data_id: Any = None) -> list[np
     where = _where(data_id)
     if isinstance(raw, np.ndarray) and raw.ndim == 2:
         return [
-            np.asarray(raw[a.raw_bbox.slices()], dtype=np.float64) for a in _check_frame(raw, amps, where)
+            np.asarray(raw[a.raw_bbox.slices()], dtype=dtype) for a in _check_frame(raw, amps, where)
         ]
     if isinstance(raw, Sequence) and not hasattr(raw, "index_of"):
         arrays = [np.asarray(a) for a in raw]
@@ -65,7 +70,7 @@ def amplifier_arrays(raw: Any, detector: Any, *, data_id: Any = None) -> list[np
         out = _from_hdus(raw, detector, where)
         if isinstance(out, np.ndarray):
             return [
-                np.asarray(out[a.raw_bbox.slices()], dtype=np.float64) for a in _check_frame(out, amps, where)
+                np.asarray(out[a.raw_bbox.slices()], dtype=dtype) for a in _check_frame(out, amps, where)
             ]
     for amp, arr in zip(amps, out, strict=True):
         if arr.shape != amp.raw_bbox.shape:
@@ -73,7 +78,7 @@ def amplifier_arrays(raw: Any, detector: Any, *, data_id: Any = None) -> list[np
                 f"{where}: amplifier {amp.name} of detector {detector.name} has shape "
                 f"{arr.shape}, expected {amp.raw_bbox.shape}; is this the right detector?"
             )
-    return [np.asarray(a, dtype=np.float64) for a in out]
+    return [np.asarray(a, dtype=dtype) for a in out]
 
 
 def _check_frame(frame: np.ndarray, amps: Sequence[Any], where: str) -> Sequence[Any]:

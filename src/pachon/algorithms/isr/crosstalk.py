@@ -16,7 +16,12 @@ import numpy as np
 
 from pachon.core.errors import ConfigError
 
-__all__ = ["correct_crosstalk", "apply_crosstalk", "correct_inter_detector_crosstalk"]
+__all__ = [
+    "correct_crosstalk",
+    "correct_crosstalk_in_place",
+    "apply_crosstalk",
+    "correct_inter_detector_crosstalk",
+]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,28 @@ def correct_crosstalk(segments: Sequence[np.ndarray], matrix: np.ndarray) -> lis
     flat = stack.reshape(len(segments), -1)
     fixed = np.linalg.solve(np.eye(len(segments)) + m, flat)
     return list(fixed.reshape(stack.shape))
+
+
+def correct_crosstalk_in_place(
+    views: Sequence[np.ndarray], matrix: np.ndarray, *, block_rows: int = 64
+) -> None:
+    """Remove crosstalk from readout-oriented views of one assembled image, in place.
+
+    The same model as :func:`correct_crosstalk`; the inverse of ``I + C`` is applied to
+    blocks of ``block_rows`` rows of every amplifier at once (one small matrix product per
+    block, in the views' precision), so no copy of the whole image is made.
+    """
+    shapes = {v.shape for v in views}
+    if len(shapes) != 1:
+        raise ConfigError(f"crosstalk correction needs amplifier segments of one shape, got {sorted(shapes)}")
+    n = len(views)
+    inv = np.linalg.inv(np.eye(n) + _check(matrix, n)).astype(views[0].dtype)
+    height = views[0].shape[0]
+    for r0 in range(0, height, block_rows):  # loop over blocks of rows (a few dozen)
+        block = np.stack([v[r0 : r0 + block_rows] for v in views])
+        fixed = (inv @ block.reshape(n, -1)).reshape(block.shape)
+        for v, f in zip(views, fixed, strict=True):
+            v[r0 : r0 + block_rows] = f
 
 
 def correct_inter_detector_crosstalk(

@@ -13,7 +13,7 @@ import numpy as np
 
 from pachon.core.errors import ConfigError
 
-__all__ = ["defects_to_mask", "mask_to_defects", "normalize_defects"]
+__all__ = ["defects_to_mask", "defect_pixels", "mask_to_defects", "normalize_defects"]
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +30,30 @@ def normalize_defects(defects: Any) -> np.ndarray:
     return arr
 
 
-def defects_to_mask(defects: Any, shape: tuple[int, int]) -> np.ndarray:
-    """Boolean mask of the pixels covered by the defect boxes (clipped to ``shape``)."""
+def defect_pixels(defects: Any, shape: tuple[int, int]) -> np.ndarray:
+    """Flat (row-major) indices of the pixels covered by the defect boxes (clipped to ``shape``).
+
+    The work is proportional to the defect pixels, not to the image: every box's pixels are
+    enumerated at once with ``np.repeat`` over the boxes.
+    """
     boxes = normalize_defects(defects)
     ny, nx = shape
-    # 2-D difference array: +1/-1 at box corners, then cumulative sums (no loop over pixels)
-    diff = np.zeros((ny + 1, nx + 1), dtype=np.int32)
     x0, y0 = np.clip(boxes[:, 0], 0, nx), np.clip(boxes[:, 1], 0, ny)
-    x1, y1 = np.clip(boxes[:, 2], 0, nx), np.clip(boxes[:, 3], 0, ny)
-    np.add.at(diff, (y0, x0), 1)
-    np.add.at(diff, (y0, x1), -1)
-    np.add.at(diff, (y1, x0), -1)
-    np.add.at(diff, (y1, x1), 1)
-    return np.cumsum(np.cumsum(diff, axis=0), axis=1)[:ny, :nx] > 0
+    width, height = np.clip(boxes[:, 2], 0, nx) - x0, np.clip(boxes[:, 3], 0, ny) - y0
+    keep = (width > 0) & (height > 0)
+    x0, y0, width, height = x0[keep], y0[keep], width[keep], height[keep]
+    area = width * height
+    box = np.repeat(np.arange(area.size), area)
+    local = np.arange(int(area.sum())) - np.repeat(np.cumsum(area) - area, area)
+    dy, dx = np.divmod(local, width[box])
+    return np.unique((y0[box] + dy) * nx + x0[box] + dx)
+
+
+def defects_to_mask(defects: Any, shape: tuple[int, int]) -> np.ndarray:
+    """Boolean mask of the pixels covered by the defect boxes (clipped to ``shape``)."""
+    out = np.zeros(shape, dtype=bool)
+    out.reshape(-1)[defect_pixels(defects, shape)] = True
+    return out
 
 
 def mask_to_defects(mask: np.ndarray) -> np.ndarray:

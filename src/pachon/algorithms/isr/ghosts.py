@@ -34,8 +34,12 @@ def ghost_mask(detector: Any, model: Any, stars_mm: np.ndarray, *, margin: float
         return out
     centres = ghost_positions(detector, model, stars[:, 0], stars[:, 1])
     radius_px = margin * model.radius_mm / detector.pixel_size_mm
-    y = np.arange(shape[0])[:, None]
-    x = np.arange(shape[1])[None, :]
-    for gx, gy in centres:  # one pass per bright star, each vectorized over pixels
-        out |= (x - gx) ** 2 + (y - gy) ** 2 <= radius_px**2
+    for gx, gy in centres:  # one pass per bright star, each vectorized over the disc's box
+        x0, x1 = max(int(np.floor(gx - radius_px)), 0), min(int(np.ceil(gx + radius_px)) + 1, shape[1])
+        y0, y1 = max(int(np.floor(gy - radius_px)), 0), min(int(np.ceil(gy + radius_px)) + 1, shape[0])
+        if x0 >= x1 or y0 >= y1:
+            continue
+        y = np.arange(y0, y1)[:, None]
+        x = np.arange(x0, x1)[None, :]
+        out[y0:y1, x0:x1] |= (x - gx) ** 2 + (y - gy) ** 2 <= radius_px**2
     return out

@@ -10,6 +10,8 @@ Order of the steps (each switchable in :class:`IsrConfig`):
 5. defects (BAD), vignetting, ghosts, satellite trails (STREAK), interpolation.
 
 The output image and variance are in electrons (flat-fielded); the mask uses the core planes.
+The pixel work is done in place on one float32 image, amplifier by amplifier (see
+:mod:`.stages`); only brighter-fatter (a convolution) works on the whole image at once.
 """
 
 from __future__ import annotations
@@ -19,31 +21,20 @@ from typing import Any
 
 import numpy as np
 
-from pachon.algorithms.isr import assemble as asm
 from pachon.algorithms.isr.brighter_fatter import correct_brighter_fatter
 from pachon.algorithms.isr.config import IsrCalibs, IsrConfig
-from pachon.algorithms.isr.crosstalk import correct_crosstalk, correct_inter_detector_crosstalk
-from pachon.algorithms.isr.defects import defects_to_mask
-from pachon.algorithms.isr.interpolate import interpolate_masked
 from pachon.algorithms.isr.linearity import linearize
-from pachon.algorithms.isr.overscan import subtract_overscan
-from pachon.core.errors import ConfigError, FormatError
+from pachon.algorithms.isr.stages import amplifier_stage, apply_flat, mask_stage
+from pachon.core.errors import ConfigError
 
 __all__ = ["run_isr", "calib_array"]
 
 log = logging.getLogger(__name__)
 
 
-def calib_array(
-    calib: Any, name: str, detector: Any, *, data_id: Any = None, expected: int | None = None
-) -> np.ndarray:
-    """The pixels of a calibration (array or Exposure), checked against the detector.
-
-    Raises
-    ------
-    ConfigError
-        The calibration was made for another detector, has the wrong shape or holds NaNs.
-    """
+def _calib_pixels(calib: Any, name: str, detector: Any, *, data_id: Any = None,
+                  expected: int | None = None) -> np.ndarray:
+    """The pixels of a calibration, checked, in their own dtype (no copy)."""
     where = f"raw {data_id}" if data_id is not None else f"detector {detector.name}"
     meta = getattr(calib, "metadata", None)
     det = meta.get("DETECTOR") if meta is not None and hasattr(meta, "get") else None
@@ -54,18 +45,34 @@ def calib_array(
             f"{where}: the {name} calibration is for detector {det}, not {detector.id} "
             f"({detector.name}); certify the right {name} or fix the collection"
         )
-    arr = np.asarray(getattr(calib, "image", calib), dtype=np.float64)
+    arr = np.asarray(getattr(calib, "image", calib))
+    if not np.issubdtype(arr.dtype, np.number):
+        arr = arr.astype(np.float64)
     if arr.shape != detector.bbox.shape:
         raise ConfigError(
             f"{where}: the {name} calibration has shape {arr.shape}, detector "
             f"{detector.name} is {detector.bbox.shape}; use the {name} of this detector"
         )
-    if name != "flat" and not np.all(np.isfinite(arr)):
-        raise ConfigError(
-            f"{where}: the {name} calibration holds {int(np.sum(~np.isfinite(arr)))} "
-            f"NaN/inf pixels; remake it"
-        )
+    if name != "flat":
+        with np.errstate(over="ignore", invalid="ignore"):
+            finite = np.isfinite(np.sum(arr, dtype=np.float64))  # one pass; exact count only if not
+        n_bad = 0 if finite else int(np.count_nonzero(~np.isfinite(arr)))
+        if n_bad:
+            raise ConfigError(f"{where}: the {name} calibration holds {n_bad} NaN/inf pixels; remake it")
     return arr
+
+
+def calib_array(
+    calib: Any, name: str, detector: Any, *, data_id: Any = None, expected: int | None = None
+) -> np.ndarray:
+    """The pixels of a calibration (array or Exposure), checked against the detector, as float64.
+
+    Raises
+    ------
+    ConfigError
+        The calibration was made for another detector, has the wrong shape or holds NaNs.
+    """
+    return np.asarray(_calib_pixels(calib, name, detector, data_id=data_id, expected=expected), np.float64)
 
 
 def _need(calib: Any, name: str, flag: str, config: IsrConfig, where: str) -> bool:
@@ -79,33 +86,22 @@ def _need(calib: Any, name: str, flag: str, config: IsrConfig, where: str) -> bo
     )
 
 
-def _amp_stage(
-    raw: Any, detector: Any, config: IsrConfig, calibs: IsrCalibs, where: str, data_id: Any
-) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], dict[str, float]]:
-    arrays = asm.amplifier_arrays(raw, detector, data_id=data_id)
-    segs, sat, sus = [], [], []
-    noise: dict[str, float] = {}
-    for amp, arr in zip(detector.amplifiers, arrays, strict=True):
-        if not np.all(np.isfinite(arr)):
-            raise FormatError(
-                f"{where}: amplifier {amp.name} holds {int(np.sum(~np.isfinite(arr)))} NaN "
-                f"pixels; the raw is corrupt, re-transfer it"
-            )
-        if config.do_overscan:
-            arr, st = subtract_overscan(arr, amp, config.overscan)
-            noise[amp.name] = st["overscan_noise"]
-        seg = asm.data_segment(arr, amp)
-        limit = config.saturation_fraction * amp.saturation
-        sat.append(seg >= limit if config.do_saturation else np.zeros(seg.shape, bool))
-        sus.append(
-            seg >= config.suspect_fraction * amp.saturation
-            if config.suspect_fraction
-            else np.zeros(seg.shape, bool)
+def _use(on: bool, calib: Any, name: str, flag: str, config: IsrConfig, where: str) -> bool:
+    return bool(on) and _need(calib, name, flag, config, where)
+
+
+def _amp_values(calibs: IsrCalibs, detector: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
+    amps = detector.amplifiers
+    gains = np.asarray(calibs.gains if calibs.gains is not None else [a.gain for a in amps], float)
+    noise = np.asarray(
+        calibs.read_noise if calibs.read_noise is not None else [a.read_noise for a in amps], float
+    )
+    if gains.shape != (len(amps),) or noise.shape != (len(amps),):
+        raise ConfigError(
+            f"{where}: {gains.size} gains / {noise.size} read noises for {len(amps)} amplifiers; "
+            "give one per amplifier"
         )
-        segs.append(seg)
-    if config.do_crosstalk and _need(calibs.crosstalk, "crosstalk", "do_crosstalk", config, where):
-        segs = correct_crosstalk(segs, calibs.crosstalk)
-    return segs, sat, sus, noise
+    return gains, noise
 
 
 def run_isr(
@@ -137,14 +133,15 @@ def run_isr(
     data_id
         Named in error messages and log lines.
     steps
-        When a dict is given, a copy of the assembled image after each step is stored in it
-        (for diagnostics and the per-step residual tests).
+        When a dict is given, a float32 copy of the assembled image after each step is stored
+        in it (for diagnostics and the per-step residual tests).
 
     Returns
     -------
     pachon.core.exposure.Exposure
-        Image and variance in electrons, mask with SAT, SUSPECT, BAD, INTRP, STREAK, GHOST,
-        VIGNETTED planes.
+        Image and variance in electrons (ADU when ``do_gain`` is off), mask with SAT, SUSPECT,
+        BAD, INTRP, STREAK, GHOST, VIGNETTED planes.  The variance is zero when
+        ``do_variance`` is off.
 
     Raises
     ------
@@ -161,66 +158,100 @@ def run_isr(
     where = f"raw {data_id}" if data_id is not None else f"detector {detector.name}"
     if calibs.detector is not None and int(calibs.detector) != int(detector.id):
         raise ConfigError(f"{where}: calibrations are for detector {calibs.detector}, not {detector.id}")
-    segs, sat, sus, noise = _amp_stage(raw, detector, config, calibs, where, data_id)
-    record = steps if steps is not None else {}
-
-    def keep(name: str, img: np.ndarray) -> None:
-        if steps is not None:
-            record[name] = img.copy()
-
-    image = asm.assemble(segs, detector)
-    mask = Mask(shape=image.shape)
-    mask.set("SAT", asm.assemble(sat, detector, dtype=bool))
-    mask.set("SUSPECT", asm.assemble(sus, detector, dtype=bool))
-    keep("overscan", image)
+    gains, noise_e = _amp_values(calibs, detector, where)
     n_amp = len(detector.amplifiers)
-    gains = np.asarray(
-        calibs.gains if calibs.gains is not None else [a.gain for a in detector.amplifiers], float
-    )
-    noise_e = np.asarray(
-        calibs.read_noise if calibs.read_noise is not None else [a.read_noise for a in detector.amplifiers],
-        float,
-    )
-    if gains.shape != (n_amp,) or noise_e.shape != (n_amp,):
-        raise ConfigError(f"{where}: {gains.size} gains / {noise_e.size} read noises for {n_amp} amplifiers")
-    amp_gain = (
-        np.ones(image.shape)
-        if not config.do_gain
-        else asm.assemble([np.full(s.shape, g) for s, g in zip(segs, gains, strict=True)], detector)
-    )
-    image *= amp_gain
-    keep("gain", image)
-    if config.do_inter_detector_crosstalk and _need(
-        calibs.inter_detector, "inter-detector crosstalk", "do_inter_detector_crosstalk", config, where
-    ):
-        image = correct_inter_detector_crosstalk(image, *calibs.inter_detector)
-    if config.do_bias and _need(calibs.bias, "bias", "do_bias", config, where):
-        image -= calib_array(calibs.bias, "bias", detector, data_id=data_id)
-        keep("bias", image)
-    if config.do_linearity and _need(calibs.linearity, "linearity", "do_linearity", config, where):
-        coeffs = np.asarray(calibs.linearity, float).reshape(n_amp, -1)
-        for amp, c in zip(detector.amplifiers, coeffs, strict=True):  # loop over amplifiers only
-            image[amp.bbox.slices()] = linearize(image[amp.bbox.slices()], c)
-        keep("linearity", image)
-    if config.do_dark and _need(calibs.dark, "dark", "do_dark", config, where):
-        t = exposure_time if dark_time is None else dark_time
-        image -= calib_array(calibs.dark, "dark", detector, data_id=data_id) * float(t)
-        keep("dark", image)
-    read_var = asm.assemble([np.full(s.shape, n * n) for s, n in zip(segs, noise_e, strict=True)], detector)
-    variance = (
-        np.maximum(image, 0.0) + read_var
-        if config.do_gain
-        else (np.maximum(image, 0.0) / amp_gain + read_var / amp_gain**2)
-    )
-    if config.do_brighter_fatter and _need(
-        calibs.bf_kernel, "brighter-fatter kernel", "do_brighter_fatter", config, where
-    ):
-        image, n_it, skipped = correct_brighter_fatter(image, calibs.bf_kernel, n_iter=config.bf_iterations)
+
+    def pixels(on: bool, calib: Any, name: str, flag: str) -> np.ndarray | None:
+        if not _use(on, calib, name, flag, config, where):
+            return None
+        return _calib_pixels(calib, name, detector, data_id=data_id)
+
+    # every calibration is checked before any pixel work
+    bias = pixels(config.do_bias, calibs.bias, "bias", "do_bias")
+    dark = pixels(config.do_dark, calibs.dark, "dark", "do_dark")
+    flat = pixels(config.do_flat, calibs.flat, "flat", "do_flat")
+    crosstalk = calibs.crosstalk if _use(
+        config.do_crosstalk, calibs.crosstalk, "crosstalk", "do_crosstalk", config, where) else None
+    inter = calibs.inter_detector if _use(
+        config.do_inter_detector_crosstalk, calibs.inter_detector, "inter-detector crosstalk",
+        "do_inter_detector_crosstalk", config, where) else None
+    if inter is not None:
+        _check_inter(inter, detector, where)
+    lin = np.asarray(calibs.linearity, float).reshape(n_amp, -1) if _use(
+        config.do_linearity, calibs.linearity, "linearity", "do_linearity", config, where) else None
+    do_bf = _use(config.do_brighter_fatter, calibs.bf_kernel, "brighter-fatter kernel",
+                 "do_brighter_fatter", config, where)
+    defects = calibs.defects if _use(config.do_defects, calibs.defects, "defects", "do_defects",
+                                     config, where) else None
+
+    shape = detector.bbox.shape
+    image = np.empty(shape, dtype=np.float32)
+    mask = Mask(shape=shape)
+    noise = amplifier_stage(raw, detector, config, crosstalk, image, mask, where, data_id)
+    record: dict[str, np.ndarray] = steps if steps is not None else {}
+
+    def keep(name: str, img: np.ndarray, sl: Any = None) -> None:
+        if steps is None:
+            return
+        if sl is None:
+            record[name] = img.copy()
+        else:
+            record.setdefault(name, np.zeros(shape, dtype=np.float32))[sl] = img
+
+    keep("overscan", image)
+    variance = np.zeros(shape, dtype=np.float32)
+    t_dark = float(exposure_time if dark_time is None else dark_time)
+    bad_bit = mask.bitmask("BAD")
+    flat_now = flat is not None and not do_bf
+    scratch = np.empty(max(a.bbox.width * a.bbox.height for a in detector.amplifiers), np.float32)
+    for i, amp in enumerate(detector.amplifiers):  # loop over amplifiers: each slice stays in cache
+        sl = amp.bbox.slices()
+        img = image[sl]
+        tmp = scratch[: img.size].reshape(img.shape)
+        if config.do_gain:
+            img *= np.float32(gains[i])
+        keep("gain", img, sl)
+        if inter is not None:
+            for src, c in zip(*inter, strict=True):
+                np.multiply(np.asarray(src)[sl], float(c), out=tmp)
+                img -= tmp
+        if bias is not None:
+            img -= bias[sl]
+            keep("bias", img, sl)
+        if lin is not None:
+            img[...] = linearize(img, lin[i])
+            keep("linearity", img, sl)
+        if dark is not None:
+            np.multiply(dark[sl], t_dark, out=tmp)
+            img -= tmp
+            keep("dark", img, sl)
+        var = variance[sl] if config.do_variance else None
+        if var is not None:
+            g = 1.0 if config.do_gain else float(gains[i])
+            np.maximum(img, 0.0, out=var)
+            if g != 1.0:
+                var /= np.float32(g)
+            var += np.float32((noise_e[i] / g) ** 2)
+        if flat_now:
+            apply_flat(img, var, mask.array[sl], flat[sl], bad_bit, scratch=tmp)
+            keep("flat", img, sl)
+    if do_bf:
+        corrected, n_it, skipped = correct_brighter_fatter(
+            image, calibs.bf_kernel, n_iter=config.bf_iterations
+        )
+        image[...] = corrected
+        del corrected
         mask.set("SUSPECT", skipped)
         log.debug("%s: brighter-fatter converged in %d iterations", where, n_it)
         keep("brighter_fatter", image)
-    _flat_and_masks(image, variance, mask, detector, calibs, config, where, data_id, keep)
-    exp = Exposure(image.astype(np.float32), mask, variance.astype(np.float32))
+        if flat is not None:
+            for amp in detector.amplifiers:
+                sl = amp.bbox.slices()
+                apply_flat(image[sl], variance[sl] if config.do_variance else None, mask.array[sl],
+                           flat[sl], bad_bit)
+            keep("flat", image)
+    mask_stage(image, mask, detector, calibs, config, where, keep, defects=defects)
+    exp = Exposure(image, mask, variance)
     exp.metadata["DETECTOR"] = detector.id
     exp.metadata["ISR_UNIT"] = ("electron" if config.do_gain else "adu", "unit of the image")
     for name, value in noise.items():
@@ -228,48 +259,16 @@ def run_isr(
     return exp
 
 
-def _flat_and_masks(
-    image: np.ndarray,
-    variance: np.ndarray,
-    mask: Any,
-    detector: Any,
-    calibs: IsrCalibs,
-    config: IsrConfig,
-    where: str,
-    data_id: Any,
-    keep: Any,
-) -> None:
-    if config.do_flat and _need(calibs.flat, "flat", "do_flat", config, where):
-        flat = calib_array(calibs.flat, "flat", detector, data_id=data_id)
-        good = np.isfinite(flat) & (flat > 0.05)
-        safe = np.where(good, flat, 1.0)
-        image /= safe
-        variance /= safe * safe
-        mask.set("BAD", ~good)
-        keep("flat", image)
-    if config.do_defects and _need(calibs.defects, "defects", "do_defects", config, where):
-        mask.set("BAD", defects_to_mask(calibs.defects, image.shape))
-    if config.do_vignetting:
-        from pachon.algorithms.isr.vignetting import vignetted_mask
-
-        vig = vignetted_mask(detector, float(config.vignetting_radius_mm))
-        mask.set("VIGNETTED", vig)
-        mask.set("NO_DATA", vig)
-        image[vig] = 0.0
-    if config.do_ghosts and calibs.ghost_model is not None and calibs.bright_stars is not None:
-        from pachon.algorithms.isr.ghosts import ghost_mask
-
-        mask.set("GHOST", ghost_mask(detector, calibs.ghost_model, calibs.bright_stars))
-    if config.do_linear_features:
-        from pachon.algorithms.isr.linear_features import find_linear_features, line_mask
-
-        lines = find_linear_features(image, config.linear_features, bad=mask.any("BAD", "SAT"))
-        if lines:
-            log.info("%s: %d linear feature(s) masked", where, len(lines))
-        mask.set("STREAK", line_mask(image.shape, lines))
-    if config.do_interpolate:
-        bad = mask.any(*config.interpolate_planes)
-        if bad.any():
-            image[...] = interpolate_masked(image, bad)
-            mask.set("INTRP", bad)
-        keep("interpolate", image)
+def _check_inter(inter: Any, detector: Any, where: str) -> None:
+    sources, coefficients = inter
+    if len(sources) != len(coefficients):
+        raise ConfigError(
+            f"{where}: {len(sources)} inter-detector crosstalk sources but {len(coefficients)} "
+            "coefficients; give one coefficient per source detector"
+        )
+    for src in sources:
+        if np.shape(src) != detector.bbox.shape:
+            raise ConfigError(
+                f"{where}: inter-detector crosstalk source of shape {np.shape(src)} does not match "
+                f"the image {detector.bbox.shape}"
+            )

@@ -16,7 +16,7 @@ import numpy as np
 
 from pachon.core.errors import ConfigError
 
-__all__ = ["OverscanConfig", "overscan_profile", "subtract_overscan"]
+__all__ = ["OverscanConfig", "overscan_profile", "overscan_levels", "subtract_overscan"]
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,9 @@ class OverscanConfig:
 
 def overscan_profile(overscan: np.ndarray, config: OverscanConfig, *, axis: int = 1) -> np.ndarray:
     """The overscan level along the other axis (per row for ``axis=1``, per column for ``axis=0``)."""
-    ov = np.asarray(overscan, dtype=np.float64)
+    ov = np.asarray(overscan)  # integer raws keep their type: the median partitions them faster
+    if config.method == "mean" or not np.issubdtype(ov.dtype, np.number):
+        ov = ov.astype(np.float64)
     if config.method == "constant":
         return np.full(ov.shape[1 - axis], np.median(ov))
     med = np.median(ov, axis=axis)
@@ -75,6 +77,70 @@ def overscan_profile(overscan: np.ndarray, config: OverscanConfig, *, axis: int 
     return np.polynomial.legendre.legval(t, coef)
 
 
+def _serial_columns(amp: Any, config: OverscanConfig, cs: slice) -> slice:
+    """The serial-overscan columns used: ``config.skip`` columns next to the data dropped."""
+    n = cs.stop - cs.start
+    if not config.skip or n <= config.skip:
+        return cs
+    if amp.raw_serial_overscan_bbox.x0 < amp.raw_data_bbox.x0:  # overscan left of the data
+        return slice(cs.start, cs.stop - config.skip)
+    return slice(cs.start + config.skip, cs.stop)
+
+
+def _robust_sigma(values: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+
+def overscan_levels(
+    array: np.ndarray, amp: Any, config: OverscanConfig, *, noise_sample: int | None = None
+) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, float]]:
+    """The overscan levels of one amplifier, without touching its pixels.
+
+    Parameters
+    ----------
+    array
+        The amplifier's raw array (``amp.raw_bbox``, readout orientation, any numeric dtype).
+    amp
+        The amplifier.
+    config
+        The estimator.
+    noise_sample
+        Estimate the overscan noise from at most about this many overscan pixels (a regular
+        subsample of rows); None uses them all.
+
+    Returns
+    -------
+    rows, columns, stats
+        The serial level for every row of the raw array (None without a serial overscan), the
+        parallel level for every column (None unless ``config.parallel`` and there is a
+        parallel overscan), and the statistics of :func:`subtract_overscan` (ADU).
+    """
+    origin = (amp.raw_bbox.x0, amp.raw_bbox.y0)
+    stats = {"overscan_level": 0.0, "overscan_noise": float("nan")}
+    rows_level = cols_level = None
+    box = amp.raw_serial_overscan_bbox
+    if box is not None:
+        rs, cs = box.slices(origin=origin)
+        ov = array[rs, _serial_columns(amp, config, cs)]
+        level = overscan_profile(ov, config, axis=1)
+        rows_level = np.zeros(array.shape[0])
+        rows_level[rs] = level
+        stats["overscan_level"] = float(np.mean(level))
+        step = 1 if noise_sample is None else max(1, ov.size // max(int(noise_sample), 1))
+        resid = ov[::step] - level[::step, None]
+        stats["overscan_noise"] = _robust_sigma(resid)
+    pbox = amp.raw_parallel_overscan_bbox
+    if config.parallel and pbox is not None:
+        rs, cs = pbox.slices(origin=origin)
+        first = rs.start + config.skip if rs.stop - rs.start > config.skip else rs.start
+        pov = np.asarray(array[first : rs.stop, cs], dtype=np.float64)
+        if rows_level is not None:
+            pov = pov - rows_level[first : rs.stop, None]
+        cols_level = np.zeros(array.shape[1])
+        cols_level[cs] = overscan_profile(pov, OverscanConfig(method="poly", order=config.order), axis=0)
+    return rows_level, cols_level, stats
+
+
 def subtract_overscan(
     array: np.ndarray, amp: Any, config: OverscanConfig
 ) -> tuple[np.ndarray, dict[str, float]]:
@@ -84,30 +150,11 @@ def subtract_overscan(
     overscan level and the noise in the overscan after subtraction (ADU).
     """
     out = np.asarray(array, dtype=np.float64).copy()
-    origin = (amp.raw_bbox.x0, amp.raw_bbox.y0)
-    stats = {"overscan_level": 0.0, "overscan_noise": float("nan")}
-    box = amp.raw_serial_overscan_bbox
-    if box is not None:
-        rs, cs = box.slices(origin=origin)
-        near_data_left = box.x0 < amp.raw_data_bbox.x0
-        cols = np.arange(cs.start, cs.stop)
-        cols = cols[: -config.skip] if (config.skip and near_data_left) else cols[config.skip :]
-        if cols.size == 0:
-            cols = np.arange(cs.start, cs.stop)
-        ov = out[rs][:, cols]
-        level = overscan_profile(ov, config, axis=1)
-        stats["overscan_level"] = float(np.mean(level))
-        out[rs, :] -= level[:, None]
-        resid = out[rs][:, cols]
-        stats["overscan_noise"] = float(1.4826 * np.median(np.abs(resid - np.median(resid))))
-    pbox = amp.raw_parallel_overscan_bbox
-    if config.parallel and pbox is not None:
-        rs, cs = pbox.slices(origin=origin)
-        rows = (
-            np.arange(rs.start, rs.stop)[config.skip :]
-            if rs.stop - rs.start > config.skip
-            else np.arange(rs.start, rs.stop)
-        )
-        level = overscan_profile(out[rows][:, cs], OverscanConfig(method="poly", order=config.order), axis=0)
-        out[:, cs] -= level[None, :]
+    rows_level, cols_level, stats = overscan_levels(array, amp, config)
+    if rows_level is not None:
+        box = amp.raw_serial_overscan_bbox
+        rs, _ = box.slices(origin=(amp.raw_bbox.x0, amp.raw_bbox.y0))
+        out[rs, :] -= rows_level[rs, None]
+    if cols_level is not None:
+        out -= cols_level[None, :]
     return out, stats
