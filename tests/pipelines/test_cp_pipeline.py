@@ -1,4 +1,5 @@
-"""The cp pipeline on a simulated night: combined bias/dark/flat, PTC gains and read noise, certification."""
+"""The cp pipeline on a simulated night, in one run: combined bias/dark/flat, PTC gains and read noise,
+defects, certification in place; subsets with certified calibrations."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from night_helpers import CALIB
+from night_helpers import CALIB, CP_OUTPUT, CP_YAML, RAW
 
 from pachon.core.errors import DatasetNotFoundError
+from pachon.pipe import run_pipeline
 from pachon.pipelines.cp_certify import certify_calibrations
 
 log = logging.getLogger(__name__)
@@ -21,13 +23,27 @@ def _calib(night, name, **extra):
     return night.repo.get(name, {**DET0, **extra}, collections=[CALIB], time="2024-03-31T00:00:00")
 
 
-def test_products_certified_with_the_right_inputs(night):
-    counts = {s: r.summary() for s, r in night.reports.items()}
-    log.info("cp runs: %s", counts)
+def test_one_run_per_input_filters_and_certified_in_place(night):
+    report = night.reports["cp"]
+    log.info("cp run: %s", report.summary())
+    counts = {lb: c["succeeded"] for lb, c in report.counts().items()}
+    # per-input filters: 5 biases (3 of the night, 2 of the ptc day), 3 darks, 18 flats (4 + 14)
+    assert counts == {"cpBiasProc": 5, "cpPtc": 1, "cpBias": 1, "cpDarkProc": 3, "cpDark": 1,
+                      "cpFlatProc": 18, "cpFlat": 1, "cpDefects": 1}
+    for name in ("bias", "dark", "flat", "ptc", "linearity", "defects"):
+        assert night.repo.get_dataset_type(name).is_calibration
+        made = night.repo.query_datasets(name, night.repo.get_chain(CP_OUTPUT)[0])
+        assert [r.id for r in made] == [r.id for r in night.repo.query_datasets(name, CALIB)], name
+    # the dark and flat ISR used the bias made in the same run
+    proc = night.repo.query_datasets("cpFlatProc", CP_OUTPUT)[0]
+    used = {r.dataset_type: r.id for r in night.repo.provenance(proc).inputs}
+    assert used["bias"] == night.repo.query_datasets("bias", CALIB)[0].id and "dark" in used
+
+
+def test_products_match_truth(night):
     bias, dark = _calib(night, "bias"), _calib(night, "dark")
     flat = _calib(night, "flat", physical_filter="r_sim")
-    # where selected exactly the frames of each type (3 biases, 3 darks, 4 flats of the night)
-    assert (bias.metadata["NCOMBINE"], dark.metadata["NCOMBINE"], flat.metadata["NCOMBINE"]) == (3, 3, 4)
+    assert (bias.metadata["NCOMBINE"], dark.metadata["NCOMBINE"], flat.metadata["NCOMBINE"]) == (5, 3, 18)
     assert bias.metadata["OBSTYPE"] == "bias" and flat.metadata["FILTER"] == "r_sim"
     assert np.mean(flat.image) == pytest.approx(1.0, abs=1e-4)
     truth = night.sim.signatures(night.sim.detectors[0])
@@ -57,24 +73,64 @@ def test_linearity_from_ptc_ramp(night):
     np.testing.assert_allclose(lin[:, 0], night.config.detector.nonlinearity, rtol=0.25)
 
 
+def test_defects_cover_hot_pixels_and_dead_columns(night):
+    from pachon.algorithms.isr.defects import defects_to_mask
+
+    boxes = _calib(night, "defects")
+    truth = night.sim.signatures(night.sim.detectors[0])
+    mask = defects_to_mask(boxes, truth.flat.shape)
+    hot, dead = truth.dark > 20 * night.config.detector.dark_current, truth.flat < 0.5
+    log.info("cp defects: %d boxes, %d pixels; truth: %d hot, %d dead", len(boxes), mask.sum(), hot.sum(),
+             dead.sum())
+    assert hot.any() and dead.any()
+    assert mask[hot].all() and mask[dead].mean() > 0.95
+    assert mask.mean() < 0.02
+
+
 def test_certify_is_idempotent_and_cli(night):
     from pachon.cli.main import cli
 
-    again = certify_calibrations(night.repo, "cp/bias", CALIB)
-    assert [r.id for r in again] == [r.id for r in night.repo.query_datasets("bias", CALIB)]
-    result = CliRunner().invoke(cli, ["cp", "certify", str(night.repo.root), "cp/dark", CALIB])
+    again = certify_calibrations(night.repo, CP_OUTPUT, CALIB)
+    assert sorted(r.id for r in again) == sorted(r.id for name in {r.dataset_type for r in again}
+                                                 for r in night.repo.query_datasets(name, CALIB))
+    assert len(again) == 6
+    result = CliRunner().invoke(cli, ["cp", "certify", str(night.repo.root), CP_OUTPUT, CALIB])
     assert result.exit_code == 0, result.output
-    assert "certified 1 calibrations" in result.output
+    assert "certified 6 calibrations" in result.output
     with pytest.raises(DatasetNotFoundError, match="no calibration products .* 'PachonTestCam/raw/all'"):
-        certify_calibrations(night.repo, "PachonTestCam/raw/all", CALIB)
+        certify_calibrations(night.repo, RAW, CALIB)
 
 
-def test_bias_run_refuses_mixed_frames(night):
-    from pachon.pipe import run_pipeline
+def test_subsets_use_certified_calibrations(night):
+    repo = night.repo
+    report = run_pipeline(repo, f"{CP_YAML}#dark", inputs=[RAW, CALIB], output="cp/dark",
+                          where="exposure.day_obs = 20240330")
+    assert report.ok, report.summary()
+    proc = repo.query_datasets("cpDarkProc", "cp/dark")[0]
+    assert {r.id for r in repo.provenance(proc).inputs if r.dataset_type == "bias"} == \
+        {repo.query_datasets("bias", CALIB)[0].id}
+    assert repo.get(repo.query_datasets("dark", "cp/dark")[0]).metadata["NCOMBINE"] == 3
+    # a per-detector task finds its calibrations with time="any": the same defects as in the one run
+    report = run_pipeline(repo, f"{CP_YAML}#defects", inputs=[CALIB], output="cp/defects")
+    assert report.ok, report.summary()
+    np.testing.assert_array_equal(repo.get(repo.query_datasets("defects", "cp/defects")[0]),
+                                  _calib(night, "defects"))
 
-    report = run_pipeline(night.repo, "src/pachon/pipelines/cp.yaml#bias", inputs=["PachonTestCam/raw/all"],
-                          output="cp/mixed", where="exposure.day_obs = 20240330 AND "
-                                                   "exposure.observation_type IN ('bias', 'flat')")
+
+MIXED_YAML = """
+tasks:
+  cpBiasProc:
+    class: pachon.pipelines.cp_tasks.CpBiasProcTask
+    config: {raw_where: "exposure.observation_type IN ('bias', 'flat')"}
+  cpBias: pachon.pipelines.cp_tasks.CpBiasTask
+"""
+
+
+def test_bias_refuses_mixed_frames(night, tmp_path):
+    path = tmp_path / "mixed.yaml"
+    path.write_text(MIXED_YAML)
+    report = run_pipeline(night.repo, path, inputs=[RAW], output="cp/mixed",
+                          where="exposure.day_obs = 20240330")
     assert not report.ok
     assert any("not 'bias'" in (f.error or "") for f in report.failures())
-    assert not night.repo.query_datasets("cpBias", "cp/mixed")
+    assert not night.repo.query_datasets("bias", "cp/mixed")

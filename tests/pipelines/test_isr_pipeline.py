@@ -26,7 +26,7 @@ def isr_run(night):
 
 def test_post_isr_equals_truth_within_noise(night, isr_run):
     repo, sim = night.repo, night.sim
-    refs = repo.query_datasets("postISRCCD", "isr/science")
+    refs = repo.query_datasets("post_isr", "isr/science")
     assert len(refs) == 1
     exp = repo.get(refs[0])
     det, visit = sim.detectors[0], sim.visits[0]
@@ -45,8 +45,40 @@ def test_post_isr_equals_truth_within_noise(night, isr_run):
     assert abs(chi.mean()) < 0.05 and 0.95 < chi.std() < 1.08
     md = exp.metadata
     assert md["OBSTYPE"] == "science" and md["ISR_PTC"] and md["ISR_FLAT"]
+    # linearity and defects made by the cp run are applied; no crosstalk or bfk: those steps are off
+    assert md["ISR_LINEARITY"] and md["ISR_DEFECTS"] and md["ISR_DARK"]
+    assert not md["ISR_CROSSTALK"] and not md["ISR_BFK"] and md["ISR_OFF"] == "crosstalk,bfk"
+    meta = repo.get("isr_metadata", refs[0].data_id, collections="isr/science")
+    assert meta["missing_optional"] == ["crosstalk", "bfk"]
     assert exp.visit_info.exposure_time == visit.exposure_time
     assert exp.visit_info.band == "r"
+
+
+def test_optional_calibration_absent_and_required_missing(night, isr_run):
+    repo = night.repo
+    det0 = {"instrument": "PachonTestCam", "detector": 0}
+    # only bias and flat certified: dark, ptc, linearity, defects switch off (recorded), the run succeeds
+    repo.register_collection("min/calib", "CALIBRATION")
+    repo.certify("min/calib", [repo.find_dataset("bias", det0, collections=CALIB, time=0),
+                               repo.query_datasets("flat", CALIB)[0]])
+    report = run_pipeline(repo, ISR_YAML, inputs=[RAW, "min/calib"], output="isr/min")
+    assert report.ok, report.summary()
+    (ref,) = repo.query_datasets("post_isr", "isr/min")
+    md = repo.get(ref).metadata
+    assert md["ISR_BIAS"] and md["ISR_FLAT"] and not md["ISR_DARK"] and not md["ISR_PTC"]
+    assert md["ISR_OFF"] == "dark,crosstalk,linearity,bfk,defects,ptc"
+    meta = repo.get("isr_metadata", ref.data_id, collections="isr/min")
+    assert meta["missing_optional"] == ["dark", "crosstalk", "linearity", "bfk", "defects", "ptc"]
+    # the flat is required: without it the quantum fails, naming the data ID and the flat
+    repo.register_collection("noflat/calib", "CALIBRATION")
+    repo.certify("noflat/calib", [repo.find_dataset("bias", det0, collections=CALIB, time=0)])
+    report = run_pipeline(repo, ISR_YAML, inputs=[RAW, "noflat/calib"], output="isr/noflat")
+    (fail,) = report.failures()
+    assert f"'exposure': {ref.data_id['exposure']}" in fail.error
+    assert "required prerequisite 'flat' (flat) not found" in fail.error
+    assert not repo.query_datasets("post_isr", "isr/noflat")
+    (record,) = [repo.get(r) for r in repo.query_datasets("isr_failure", "isr/noflat")]
+    assert record["data_id"]["exposure"] == ref.data_id["exposure"] and "flat" in record["error"]
 
 
 def _variant(night, tmp_path, seq, edit, repo=None):
@@ -84,7 +116,7 @@ def test_bad_raw_fails_its_quantum_only(night, isr_run, tmp_path, seq, edit, mes
     (fail,) = report.failures()
     assert f"'exposure': 2024033000{seq}" in fail.error
     assert __import__("re").search(message, fail.error), fail.error
-    assert not repo.query_datasets("postISRCCD", out)
+    assert not repo.query_datasets("post_isr", out)
 
 
 def test_wrong_shape_calibration_fails_with_data_id(night, isr_run):
@@ -99,7 +131,7 @@ def test_wrong_shape_calibration_fails_with_data_id(night, isr_run):
                           where=SCIENCE)
     (fail,) = report.failures()
     assert "raw {" in fail.error and "bias calibration has shape (100, 100)" in fail.error
-    assert not repo.query_datasets("postISRCCD", "isr/badbias")
+    assert not repo.query_datasets("post_isr", "isr/badbias")
 
 
 CAHA_YAML = """
@@ -140,7 +172,7 @@ def test_caha_through_cp_and_isr(shared_data, tmp_path):
     report = run_pipeline(repo, f"{yaml}#isr", inputs=[raw, "caha/calib"], output="caha/isr", where=SCIENCE)
     assert report.ok, report.summary()
     bias = repo.get(repo.query_datasets("bias", "caha/calib")[0])
-    refs = repo.query_datasets("postISRCCD", "caha/isr")
+    refs = repo.query_datasets("post_isr", "caha/isr")
     assert {r.data_id["band"] for r in refs} == {"B", "V"}
     for ref in refs:
         exp = repo.get(ref)

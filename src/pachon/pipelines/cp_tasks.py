@@ -210,13 +210,16 @@ class CpDefectsTask(Task):
     """Defect boxes ``(n, 4)`` from the combined dark and flats of one detector.
 
     The dark and flats come from the same run when it makes them, else from the certified
-    calibrations (``time="any"``: the one certification of each; ambiguous ones fail).
+    calibrations (``time="any"``: the one certification of each; ambiguous ones fail).  A
+    detector with no dark or no flat has nothing to work from: its quantum is dropped
+    (``missing="drop"``), since the task has no other input to say which detectors have data.
     """
 
     dimensions = DET
-    prerequisites = {"dark": PrerequisiteInput("dark", DET, "Exposure", lookup="calibration", time="any"),
+    prerequisites = {"dark": PrerequisiteInput("dark", DET, "Exposure", lookup="calibration", time="any",
+                                               missing="drop"),
                      "flats": PrerequisiteInput("flat", _FLAT_DIMS, "Exposure", multiple=True,
-                                                lookup="calibration", time="any")}
+                                                lookup="calibration", time="any", missing="drop")}
     outputs = {"defects": calibration_output("defects")}
     config_class = CpDefectsConfig
 

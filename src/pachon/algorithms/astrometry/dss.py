@@ -164,7 +164,8 @@ class DssPlateSolution:
             step_x = (j22 * r1 - j12 * r2) / det
             step_y = (j11 * r2 - j21 * r1) / det
             xmm, ymm = xmm + step_x, ymm + step_y
-            if np.nanmax(np.abs(np.concatenate([np.ravel(step_x), np.ravel(step_y)])), initial=0.0) < tolerance:
+            biggest = np.nanmax(np.abs(np.concatenate([np.ravel(step_x), np.ravel(step_y)])), initial=0.0)
+            if biggest < tolerance:
                 break
         return self.plate_to_pixel(xmm, ymm)
 

@@ -83,6 +83,18 @@ def pixel_angle_to_bearing(
     return np.where(np.isfinite(angle_deg), out, np.nan)
 
 
+def _midpoint(exposure: Exposure) -> float:
+    """Exposure mid-time (MJD TAI) from its VisitInfo; NaN when unknown."""
+    vi = exposure.visit_info
+    return float(vi.mjd_tai_mid) if vi is not None and vi.mjd_tai_mid is not None else float("nan")
+
+
+def _now_mjd() -> float:
+    import time
+
+    return 40587.0 + time.time() / 86400.0 + 37.0 / 86400.0  # UTC + (TAI - UTC)
+
+
 def _psf_half(kernel: np.ndarray) -> int:
     return kernel.shape[0] // 2
 
@@ -260,6 +272,8 @@ def measure_dia_sources(
             "diaSourceId": id_offset + np.arange(n, dtype=np.int64),
             "visit": np.full(n, visit, np.int64),
             "detector": np.full(n, detector, np.int16),
+            "midpointMjdTai": np.full(n, _midpoint(difference)),
+            "timeProcessedMjdTai": np.full(n, _now_mjd()),
             "ra": ra,
             "dec": dec,
             "raErr": pos_err * scale,

@@ -18,7 +18,7 @@ import numpy as np
 from pachon.core.errors import ConfigError
 from pachon.core.exposure import Exposure
 
-__all__ = ["DiaDetections", "detect_dia_sources"]
+__all__ = ["DiaDetections", "detect_dia_sources", "score_image"]
 
 _log = logging.getLogger(__name__)
 
@@ -154,6 +154,32 @@ def detect_dia_sources(
         threshold,
     )
     return det
+
+
+def score_image(difference: Exposure, *, bad_planes: tuple[str, ...] = ("NO_DATA", "EDGE")) -> np.ndarray:
+    """Matched-filter S/N of a stored (decorrelated, white-noise) difference exposure.
+
+    ``(D * P) / sqrt(var * sum(P^2))`` with ``P`` the difference PSF: the score
+    :func:`~pachon.algorithms.diffim.subtract.subtract_images` returns, recomputed from the
+    exposure alone (a pipeline stores the difference, not the score).  Zero on ``bad_planes``
+    and non-finite pixels.
+    """
+    from scipy.signal import fftconvolve
+
+    if difference.psf is None:
+        raise ConfigError("score_image: the difference exposure has no PSF")
+    b = difference.bbox
+    kernel = difference.psf.kernel_image(b.x0 + 0.5 * b.width, b.y0 + 0.5 * b.height).astype(float)
+    kernel /= kernel.sum()
+    planes = [p for p in bad_planes if p in difference.mask.planes]
+    bad = difference.mask.any(*planes) | ~np.isfinite(difference.image) | ~(difference.variance > 0)
+    img = np.where(bad, 0.0, difference.image.astype(float))
+    var = np.where(bad, 0.0, difference.variance.astype(float))
+    num = fftconvolve(img, kernel[::-1, ::-1], mode="same")
+    den = fftconvolve(var, (kernel**2)[::-1, ::-1], mode="same")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = np.where(den > 0, num / np.sqrt(np.maximum(den, 1e-30)), 0.0)
+    return np.where(bad, 0.0, score)
 
 
 def _empty(labels: np.ndarray, threshold: float) -> DiaDetections:
