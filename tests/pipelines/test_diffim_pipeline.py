@@ -46,7 +46,8 @@ def diffim_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     stars = make_pair(spec, seed=7)[2]["stars"]
     g = np.stack(np.meshgrid(np.arange(50.0, 431.0, 19.0), np.arange(50.0, 431.0, 19.0)), -1).reshape(-1, 2)
     free = np.hypot(g[:, None, 0] - stars["x"], g[:, None, 1] - stars["y"]).min(axis=1) > 12.0
-    spec.transient_flux, spec.transient_xy = flux, g[free][:: max(1, free.sum() // N_TRANSIENTS)][:N_TRANSIENTS]
+    step = max(1, free.sum() // N_TRANSIENTS)
+    spec.transient_flux, spec.transient_xy = flux, g[free][::step][:N_TRANSIENTS]
     science, template, truth = make_pair(spec, seed=7)
     calib = PhotoCalib(calibration_mean=2.0)
     repo = Repository.create(tmp_path_factory.mktemp("diffim_repo"))

@@ -119,7 +119,8 @@ class TemplateTask(Task):
         if skymap and skymap != self._skymap.name:
             raise ConfigError(f"TemplateTask: the data ID's skymap {skymap!r} is not the configured "
                               f"skymap_name {self._skymap.name!r}; set template.skymap_name and geometry")
-        return {"template": build_patch_template(list(calexps), self._skymap, tract, patch, band, self.config)}
+        coadd = build_patch_template(list(calexps), self._skymap, tract, patch, band, self.config)
+        return {"template": coadd}
 
     def run_quantum(self, inputs: dict[str, Any], data_id: dict[str, Any]) -> dict[str, Any]:
         """Pass the patch's data ID to `run`."""
