@@ -95,3 +95,13 @@ def test_apdb_tables_in_sqlite():
     # with a database schema name, for PostgreSQL
     named = sqlalchemy_metadata("apdb", db_schema="ppdb")
     assert "ppdb.DiaSource" in named.tables
+
+
+def test_fast_yaml_path_equals_felis_for_every_table():
+    from pachon.core.schemas import _felis_arrow_schema, _raw_tables, arrow_schema
+
+    for name in ("apdb", "dp1", "ivoa_obscore"):
+        for table in _raw_tables(name):
+            fast = arrow_schema(name, table)
+            reference = _felis_arrow_schema(name, table)
+            assert fast.equals(reference, check_metadata=True), (name, table)
