@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from pachon.repo.dimensions import SKYPIX_DIMENSION, UNIVERSE, DimensionElement
+from pachon.repo.dimensions import DIMENSION_NAMES, SKYPIX_DIMENSION, UNIVERSE, DimensionElement
 
 __all__ = ["make_metadata", "DATA_ID_COLUMNS", "SQL_TYPES", "SCHEMA_VERSION"]
 
@@ -21,19 +21,7 @@ SQL_TYPES = {
 }
 
 #: Dimension columns carried by every dataset row (required and implied values).
-DATA_ID_COLUMNS: tuple[str, ...] = (
-    "instrument",
-    "skymap",
-    "band",
-    "physical_filter",
-    "day_obs",
-    "detector",
-    "exposure",
-    "visit",
-    "tract",
-    "patch",
-    SKYPIX_DIMENSION,
-)
+DATA_ID_COLUMNS: tuple[str, ...] = DIMENSION_NAMES
 
 
 def _key_type(name: str) -> sa.types.TypeEngine:
