@@ -3,7 +3,9 @@
 Usage::
 
     .venv/bin/python benchmarks/bench_diffim.py [--size 4096] [--threads 2] \\
-        [--skip-sim] [--skip-decam]
+        [--skip-sim] [--skip-decam] [--timeout 900]
+
+Run it under ``taskset -c 0`` with ``--threads 1`` for one-core figures.
 
 Pairs: a simulated ``size x size`` pair (:func:`pachon.algorithms.diffim.simulate.make_pair`,
 with injected transients of known position) and the real DECam pair of
@@ -103,20 +105,31 @@ def _sfft(science: Exposure, template: Exposure, threads: int) -> np.ndarray:
     return np.asarray(out[0], float)
 
 
+def _alarm(signum: int, frame: object) -> None:
+    raise TimeoutError("over the --timeout limit")
+
+
 def _run(name: str, science: Exposure, template: Exposure, stars: np.ndarray | None,
-         transients: np.ndarray | None, threads: int) -> None:
+         transients: np.ndarray | None, threads: int, timeout: int) -> None:
+    import signal
+
     free = _source_free(science, stars)
     methods = {"pachon_al": lambda: _pachon(science, template, "al"),
                "pachon_zogy": lambda: _pachon(science, template, "zogy"),
                "sfft_1.7.3": lambda: _sfft(science, template, threads)}
     rows = []
+    signal.signal(signal.SIGALRM, _alarm)
     for label, fn in methods.items():
         t0 = time.perf_counter()
+        signal.alarm(timeout)
         try:
             diff = fn()
         except Exception as exc:  # noqa: BLE001 - a peer failing is a result
-            print(f"{name}: {label} failed: {type(exc).__name__}: {exc}", flush=True)
+            dt = time.perf_counter() - t0
+            print(f"{name}: {label} failed after {dt:.0f} s: {type(exc).__name__}: {exc}", flush=True)
             continue
+        finally:
+            signal.alarm(0)
         dt = time.perf_counter() - t0
         noise = _noise(diff, science, template, free)
         rows.append((label, dt, noise, _recovery(diff, science, free, transients)))
@@ -140,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skip-sim", action="store_true")
     p.add_argument("--skip-decam", action="store_true")
+    p.add_argument("--timeout", type=int, default=900, help="seconds allowed per method and pair")
     a = p.parse_args(argv)
     if not a.skip_decam and DECAM.is_dir():
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "algorithms" / "diffim"))
@@ -149,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
         sci = load_frame(DECAM / "DEC-OBS04a.mini.fits")
         tpl = coadd_exposures([load_frame(DECAM / f"DEC-OBS18{c}.mini.fits") for c in "abcde"])
-        _run("decam", sci, tpl, None, None, a.threads)
+        _run("decam", sci, tpl, None, None, a.threads, a.timeout)
     if not a.skip_sim:
         n = a.size
         scale = (n / 512) ** 2
@@ -158,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         sci, tpl, truth = make_pair(spec, seed=1)
         stars = np.stack([truth["stars"]["x"], truth["stars"]["y"]], 1)
         tr = np.stack([truth["transients"]["x"], truth["transients"]["y"]], 1)
-        _run(f"simulated {n}", sci, tpl, np.vstack([stars, tr]), tr, a.threads)
+        _run(f"simulated {n}", sci, tpl, np.vstack([stars, tr]), tr, a.threads, a.timeout)
     return 0
 
 

@@ -92,6 +92,7 @@ def latest_version() -> str:
     return f"{major}.{minor}"
 
 
+@functools.lru_cache(maxsize=256)
 def _normalize(version: str | None) -> str:
     if version is None:
         return latest_version()
@@ -180,6 +181,11 @@ def schema_id(version: str | None = None) -> int:
     return major * 100 + minor
 
 
+@functools.cache
+def _ids() -> dict[int, str]:
+    return {schema_id(v): v for v in available_versions()}
+
+
 def version_from_schema_id(id_: int) -> str:
     """Return the schema version of a registry id (inverse of :func:`schema_id`).
 
@@ -198,7 +204,7 @@ def version_from_schema_id(id_: int) -> str:
     FormatError
         When no installed schema version has this id.
     """
-    known = {schema_id(v): v for v in available_versions()}
+    known = _ids()
     try:
         return known[int(id_)]
     except KeyError:

@@ -22,8 +22,20 @@ import numpy as np
 
 from pachon.alerts.broker.filters import PythonFilter, SqlFilter
 from pachon.alerts.broker.outputs import AlertWriter, Quarantine, SummaryWriter
-from pachon.alerts.broker.packets import BadPacket, Packet, decode_message, iter_source
-from pachon.alerts.broker.table import build_table, map_packet
+from pachon.alerts.broker.packets import (
+    BadPacket,
+    LazyAlert,
+    Packet,
+    decode_message,
+    iter_source,
+)
+from pachon.alerts.broker.table import (
+    ROW_COLUMN,
+    build_table,
+    decode_rubin_batch,
+    map_packet,
+    rubin_table,
+)
 from pachon.alerts.broker.xmatch import Catalog
 from pachon.alerts.stream.api import Consumer, Deduplicator, Publisher
 from pachon.core.errors import FormatError, QueryError
@@ -110,59 +122,70 @@ class Broker:
         self.quarantine.put(bad)
         self.stats.quarantined += 1
 
+    def _map(self, item: Packet, groups: dict[str, list[tuple[Packet, Any, Any]]]) -> None:
+        """Reference path: map one decoded packet to the filter fields."""
+        try:
+            mapped, curve = map_packet(item)
+        except (FormatError, KeyError, TypeError, ValueError) as exc:
+            self._bad(BadPacket(item.raw or b"", f"{item.source}: cannot map packet: {exc}",
+                                item.source, item.key, item.batch))
+            return
+        if not self.dedup.add(str(mapped["alertId"])):
+            self.stats.duplicates += 1
+            return
+        groups[item.survey].append((item, mapped, curve))
+
+    def _fast(self, version: str, packets: list[Packet],
+              groups: dict[str, list[tuple[Packet, Any, Any]]]) -> Any | None:
+        """Vectorized path for Rubin wire packets of one version; None when it falls back."""
+        try:
+            decoded = decode_rubin_batch([p.raw for p in packets], version)
+            table = rubin_table(decoded, [p.batch for p in packets], catalog=self.catalog,
+                                radius_arcsec=self.radius_arcsec)
+        except (FormatError, KeyError, TypeError, ValueError) as exc:
+            log.debug("vectorized decoding of %d packets failed (%s): packet by packet",
+                      len(packets), exc)
+            for p in packets:
+                self._map(p, groups)
+            return None
+        ids = table.column("alertId").to_pylist()
+        keep = np.fromiter((self.dedup.add(str(i)) for i in ids), bool, len(ids))
+        self.stats.duplicates += int((~keep).sum())
+        if not keep.all():
+            import pyarrow as pa
+
+            table = table.filter(pa.array(keep)).drop_columns([ROW_COLUMN])
+            table = table.add_column(0, ROW_COLUMN, pa.array(np.arange(table.num_rows)))
+            packets = [p for p, k in zip(packets, keep.tolist(), strict=True) if k]
+        return packets, table
+
     def process(self, items: Iterable[Packet | BadPacket]) -> list[Packet]:
         """Filter one batch; write and return the matching packets."""
         start = time.perf_counter()
         groups: dict[str, list[tuple[Packet, dict[str, Any], Any]]] = defaultdict(list)
+        fast: dict[str, list[Packet]] = defaultdict(list)
         for item in items:
             self.stats.received += 1
             if isinstance(item, BadPacket):
                 self._bad(item)
-                continue
-            try:
-                mapped, curve = map_packet(item)
-            except (FormatError, KeyError, TypeError, ValueError) as exc:
-                self._bad(BadPacket(item.raw or b"", f"{item.source}: cannot map packet: {exc}",
-                                    item.source, item.key, item.batch))
-                continue
-            key = str(mapped["alertId"])
-            if not self.dedup.add(key):
-                self.stats.duplicates += 1
-                continue
-            groups[item.survey].append((item, mapped, curve))
-        matched: list[Packet] = []
-        now = time.time()
+            elif isinstance(item.alert, LazyAlert) and not item.alert.decoded:
+                fast[item.schema_key].append(item)
+            else:
+                self._map(item, groups)
+        tables: list[tuple[str, list[Packet], Any]] = []
+        for version, packets in fast.items():
+            done = self._fast(version, packets, groups)
+            if done is not None:
+                tables.append(("rubin", *done))
         for survey, entries in groups.items():
             packets = [e[0] for e in entries]
-            table = build_table(survey, [e[1] for e in entries], [e[2] for e in entries],
-                                [p.batch for p in packets], catalog=self.catalog,
-                                radius_arcsec=self.radius_arcsec)
-            mask = np.ones(table.num_rows, dtype=bool)
-            for flt in self.filters:
-                try:
-                    mask &= flt(table, survey)
-                except QueryError:
-                    raise
-                except Exception as exc:  # a user function failed: keep the batch, say why
-                    for p in packets:
-                        self._bad(BadPacket(p.raw or b"", f"filter {flt.name} raised {exc!r}",
-                                            p.source, p.key, p.batch))
-                    mask[:] = False
-                    break
-            chosen = np.flatnonzero(mask)
-            if not len(chosen):
-                continue
-            hits = [packets[i] for i in chosen]
-            lag = np.array([now - p.timestamp_ms / 1000 if p.timestamp_ms else np.nan for p in hits])
-            self.stats.lags += [x for x in lag.tolist() if x == x]
-            self.alerts.write(hits)
-            self.summary.write(table.take(chosen), lag)
-            if self.publisher is not None and self.out_topic:
-                for p in hits:
-                    if p.raw is not None:
-                        self.publisher.publish(self.out_topic, p.key or str(p.alert.get("diaSourceId")),
-                                               p.raw, batch=p.batch or "batch")
-            matched += hits
+            tables.append((survey, packets, build_table(
+                survey, [e[1] for e in entries], [e[2] for e in entries],
+                [p.batch for p in packets], catalog=self.catalog, radius_arcsec=self.radius_arcsec)))
+        matched: list[Packet] = []
+        now = time.time()
+        for survey, packets, table in tables:
+            matched += self._filter_and_write(survey, packets, table, now)
         if self.publisher is not None:
             self.publisher.flush()
         self.dedup.sync()
@@ -170,6 +193,34 @@ class Broker:
         self.stats.batches += 1
         self.stats.seconds += time.perf_counter() - start
         return matched
+
+    def _filter_and_write(self, survey: str, packets: list[Packet], table: Any,
+                          now: float) -> list[Packet]:
+        mask = np.ones(table.num_rows, dtype=bool)
+        for flt in self.filters:
+            try:
+                mask &= flt(table, survey)
+            except QueryError:
+                raise
+            except Exception as exc:  # a user function failed: keep the batch, say why
+                for p in packets:
+                    self._bad(BadPacket(p.raw or b"", f"filter {flt.name} raised {exc!r}",
+                                        p.source, p.key, p.batch))
+                return []
+        chosen = np.flatnonzero(mask)
+        if not len(chosen):
+            return []
+        hits = [packets[i] for i in chosen]
+        lag = np.array([now - p.timestamp_ms / 1000 if p.timestamp_ms else np.nan for p in hits])
+        self.stats.lags += [x for x in lag.tolist() if x == x]
+        self.alerts.write(hits)
+        self.summary.write(table.take(chosen), lag)
+        if self.publisher is not None and self.out_topic:
+            for p in hits:
+                if p.raw is not None:
+                    self.publisher.publish(self.out_topic, p.key or str(p.alert.get("diaSourceId")),
+                                           p.raw, batch=p.batch or "batch")
+        return hits
 
     def close(self) -> None:
         """Finish the summary table and the dedup journal."""
@@ -291,7 +342,7 @@ def follow(consumer: Consumer, broker: Broker, *, max_messages: int | None = Non
                     break
                 continue
             last = time.monotonic()
-            broker.process([decode_message(m) for m in msgs])
+            broker.process([decode_message(m, lazy=True) for m in msgs])
             consumer.commit()
             seen += len(msgs)
             log.info("broker: %d alerts, %s behind", seen, consumer.lag())

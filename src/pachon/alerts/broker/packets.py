@@ -8,7 +8,7 @@ stream.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from pachon.alerts.stream.api import StreamMessage
 from pachon.alerts.ztf import survey_from_schema_name
 from pachon.core.errors import FormatError
 
-__all__ = ["Packet", "BadPacket", "decode_message", "iter_file", "iter_source", "is_file_log"]
+__all__ = ["Packet", "BadPacket", "LazyAlert", "decode_message", "iter_file", "iter_source", "is_file_log"]
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,63 @@ class BadPacket:
     batch: str = ""
 
 
-def decode_message(msg: StreamMessage) -> Packet | BadPacket:
-    """Decode one stream message (Rubin Confluent wire format)."""
+class LazyAlert(Mapping):
+    """A Rubin wire-format packet decoded (with fastavro) only when a field is first read.
+
+    The broker's vectorized path reads the filter fields of a whole batch straight from the
+    bytes (:func:`pachon.alerts.broker.table.decode_rubin_batch`), so most packets are never
+    decoded into dicts.
+
+    Raises
+    ------
+    FormatError
+        On first access, when the packet cannot be decoded.
+    """
+
+    __slots__ = ("raw", "_alert")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self._alert: dict[str, Any] | None = None
+
+    @property
+    def decoded(self) -> bool:
+        """True once the packet has been decoded."""
+        return self._alert is not None
+
+    def _get(self) -> dict[str, Any]:
+        if self._alert is None:
+            from pachon.alerts.serialize import deserialize_alert
+
+            self._alert = deserialize_alert(self.raw)
+        return self._alert
+
+    def __getitem__(self, key: str) -> Any:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
+def decode_message(msg: StreamMessage, *, lazy: bool = False) -> Packet | BadPacket:
+    """Decode one stream message (Rubin Confluent wire format).
+
+    Parameters
+    ----------
+    msg
+        The message.
+    lazy
+        Check the header only and leave the body to be decoded on demand (a
+        :class:`LazyAlert`): the broker then decodes whole batches vectorized.
+
+    Returns
+    -------
+    Packet or BadPacket
+        The packet, or the reason it is bad.
+    """
     from pachon.alerts.serialize import deserialize_alert, parse_wire_header
 
     where = f"{msg.topic}[{msg.partition}]@{msg.offset}"
@@ -84,7 +139,7 @@ def decode_message(msg: StreamMessage) -> Packet | BadPacket:
                 f"{where} key={msg.key}: not a Rubin wire-format packet with a known schema id "
                 f"(first bytes {head!r}); expected magic byte 0 + schema id major*100+minor"
             )
-        alert = deserialize_alert(msg.value)
+        alert = LazyAlert(msg.value) if lazy else deserialize_alert(msg.value)
     except FormatError as exc:
         return BadPacket(msg.value, str(exc), where, msg.key, msg.batch)
     return Packet(alert, "rubin", version, None, msg.value, where, msg.batch, msg.timestamp_ms, msg.key)
@@ -177,7 +232,7 @@ def iter_source(source: str | Path) -> Iterator[Packet | BadPacket]:
         consumer = FileLogConsumer(path, "pachon-replay")
         while batch := consumer.poll(1000):
             for msg in batch:
-                yield decode_message(msg)
+                yield decode_message(msg, lazy=True)
         return
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix in (".avro", ".parquet") and p.is_file())

@@ -20,7 +20,7 @@ from pachon.alerts.broker.xmatch import Catalog
 from pachon.alerts.ztf import MAG_ZP_NJY, map_ztf_alert, ztf_light_curve
 from pachon.core.errors import FormatError
 
-__all__ = ["build_table", "map_packet", "ROW_COLUMN"]
+__all__ = ["build_table", "map_packet", "decode_rubin_batch", "rubin_table", "ROW_COLUMN"]
 
 ROW_COLUMN = "__row"
 
@@ -99,27 +99,42 @@ def build_table(
 
     n = len(rows)
     lengths = np.fromiter((len(c[0]) for c in curves), dtype=np.int64, count=n)
-    idx = np.repeat(np.arange(n), lengths)
     mjd = np.fromiter((t for c in curves for t in c[0]), dtype=float, count=int(lengths.sum()))
     mag = np.array([m if m is not None else np.nan for c in curves for m in c[1]], dtype=float)
     band = np.array([b for c in curves for b in c[2]], dtype=str)
+    extra = {}
+    if survey == "rubin":
+        objects = [r.get("diaObject") for r in rows]
+        if any(o is not None for o in objects):
+            extra["diaObject"] = pa.array(objects)
+    else:
+        extra["candidate"] = pa.array([r["candidate"] for r in rows])
+    return _assemble(survey, pa.array([r["alertId"] for r in rows], pa.int64()),
+                     pa.array([r["objectId"] for r in rows], pa.string()), batches,
+                     pa.array([r["diaSource"] for r in rows]), extra,
+                     (lengths, mjd, mag, band), catalog, radius_arcsec)
+
+
+def _assemble(survey: str, alert_ids: Any, object_ids: Any, batches: list[str], source: Any,
+              extra: dict[str, Any], curve: tuple[np.ndarray, ...], catalog: Catalog | None,
+              radius_arcsec: float) -> Any:
+    import pyarrow as pa
+
+    lengths, mjd, mag, band = curve
+    n = len(alert_ids)
+    idx = np.repeat(np.arange(n), lengths)
     current = np.zeros(len(idx), dtype=bool)
     current[np.cumsum(lengths) - 1] = True
     feats = light_curve_features(n, idx, mjd, mag, band, current)
     columns: dict[str, Any] = {
         ROW_COLUMN: pa.array(np.arange(n)),
-        "alertId": pa.array([r["alertId"] for r in rows], pa.int64()),
-        "objectId": pa.array([r["objectId"] for r in rows], pa.string()),
+        "alertId": alert_ids,
+        "objectId": object_ids,
         "survey": pa.array([survey] * n, pa.string()),
         "batch": pa.array(batches, pa.string()),
-        "diaSource": pa.array([r["diaSource"] for r in rows]),
+        "diaSource": source,
+        **extra,
     }
-    if survey == "rubin":
-        objects = [r.get("diaObject") for r in rows]
-        if any(o is not None for o in objects):
-            columns["diaObject"] = pa.array(objects)
-    else:
-        columns["candidate"] = pa.array([r["candidate"] for r in rows])
     columns["features"] = pa.StructArray.from_arrays(
         [pa.array(feats[k]) for k in FEATURE_NAMES], names=list(FEATURE_NAMES)
     )
@@ -133,3 +148,100 @@ def build_table(
             names=["id", "sep_arcsec", "matched"],
         )
     return pa.table(columns)
+
+
+_PROJECTION = {"diaSource": True, "diaObject": True,
+               "prvDiaSources": {"midpointMjdTai": True, "psfFlux": True, "band": True}}
+
+
+def _floats(arr: Any) -> np.ndarray:
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=float)
+
+
+def decode_rubin_batch(raws: list[bytes], version: str) -> Any:
+    """Decode, vectorized, what the filters need of Rubin wire-format packets of one version.
+
+    Parameters
+    ----------
+    raws
+        Confluent wire-format packets (5-byte header, then the Avro body).
+    version
+        Their schema version.
+
+    Returns
+    -------
+    pyarrow.StructArray
+        ``diaSource`` and ``diaObject`` records, and ``prvDiaSources`` reduced to the
+        light-curve fields; cutouts are skipped without being copied.
+
+    Raises
+    ------
+    FormatError
+        When a packet is corrupt, or the version lacks the fields used (callers then decode
+        packet by packet, which quarantines the bad ones).
+    """
+    from pachon.alerts.avro_decode import decode_records
+    from pachon.alerts.schema import load_schema
+
+    schema = load_schema(version)
+    top = {f["name"] for f in schema["fields"]}
+    if not {"diaSource", "diaObject", "prvDiaSources"} <= top:
+        raise FormatError(f"alert schema {version} lacks the fields of the vectorized broker path")
+    return decode_records(schema, raws, skip=5, projection=_PROJECTION)
+
+
+def rubin_table(decoded: Any, batches: list[str], *, catalog: Catalog | None = None,
+                radius_arcsec: float = 1.0) -> Any:
+    """Build the filter table of Rubin alerts decoded by :func:`decode_rubin_batch`.
+
+    Same columns and values as :func:`build_table` over :func:`map_packet` of the same packets.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    src = decoded.field("diaSource")
+    names = [src.type.field(i).name for i in range(src.type.num_fields)]
+    if "midpointMjdTai" not in names or "psfFlux" not in names:
+        raise FormatError("diaSource lacks midpointMjdTai/psfFlux")
+    flux, err = _floats(src.field("psfFlux")), _floats(src.field("psfFluxErr"))
+    positive = flux > 0
+    err_valid = src.field("psfFluxErr").is_valid().to_numpy(zero_copy_only=False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mag = np.where(positive, MAG_ZP_NJY - 2.5 * np.log10(np.where(positive, flux, 1.0)), np.nan)
+        mag_err = 1.0857 * err / flux
+    source = pa.StructArray.from_arrays(
+        [src.field(k) for k in names] + [pa.array(mag), pa.array(mag_err, mask=~(positive & err_valid))],
+        names=[*names, "mag", "magErr"])
+    prv = decoded.field("prvDiaSources")
+    counts = _counts(prv)
+    items = prv.flatten()
+    lengths = counts + 1
+    total = int(lengths.sum())
+    current = np.zeros(total, bool)
+    current[np.cumsum(lengths) - 1] = True
+    mjd = np.empty(total)
+    mjd[current] = _floats(src.field("midpointMjdTai"))
+    mjd[~current] = _floats(items.field("midpointMjdTai"))
+    mags = np.empty(total)
+    mags[current] = mag
+    pflux = _floats(items.field("psfFlux"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mags[~current] = np.where(pflux > 0, MAG_ZP_NJY - 2.5 * np.log10(np.where(pflux > 0, pflux, 1.0)),
+                                  np.nan)
+    band = np.empty(total, dtype=object)
+    band[current] = pc.fill_null(src.field("band"), "").to_numpy(zero_copy_only=False)
+    band[~current] = pc.fill_null(items.field("band"), "").to_numpy(zero_copy_only=False)
+    alert_ids = src.field("diaSourceId").cast(pa.int64())
+    object_ids = pc.fill_null(src.field("diaObjectId").cast(pa.string()), "")
+    extra = {}
+    objects = decoded.field("diaObject")
+    if objects.null_count < len(objects):
+        extra["diaObject"] = objects
+    return _assemble("rubin", alert_ids, object_ids, batches, source, extra,
+                     (lengths, mjd, mags, band.astype(str)), catalog, radius_arcsec)
+
+
+def _counts(lists: Any) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    return pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False).astype(np.int64)

@@ -37,6 +37,7 @@ __all__ = [
     "find_kernel_candidates",
     "fit_kernel",
     "fit_kernel_on_psfs",
+    "poly_grid",
     "poly_terms",
 ]
 
@@ -162,6 +163,43 @@ class KernelSolution:
         """Background difference at ``(x, y)``."""
         return poly_terms(*self._uv(x, y), self.background_order) @ self.background_coefficients
 
+    def kernel_sum_image(self, shape: tuple[int, int]) -> np.ndarray:
+        """Kernel sum at every pixel of an image of ``shape`` (float32, separable evaluation)."""
+        return poly_grid(self.coefficients[:, 0], self.spatial_order, shape, self.centre, self.scale)
+
+    def background_image(self, shape: tuple[int, int]) -> np.ndarray:
+        """Background difference at every pixel of an image of ``shape`` (zeros when not fitted)."""
+        if self.background_order < 0:
+            return np.zeros(shape, np.float32)
+        return poly_grid(self.background_coefficients, self.background_order, shape, self.centre, self.scale)
+
+
+def poly_grid(
+    coefficients: np.ndarray,
+    order: int,
+    shape: tuple[int, int],
+    centre: tuple[float, float],
+    scale: tuple[float, float],
+) -> np.ndarray:
+    """Evaluate ``sum_t c_t u^a v^b`` (the :func:`poly_terms` ordering) on a pixel grid.
+
+    ``u = (x - centre_x) / scale_x`` and ``v = (y - centre_y) / scale_y``; the polynomial is
+    separable by monomial, so the grid is one matrix product ``V C U^T`` (float32 result):
+    no per-pixel monomial arrays.
+    """
+    h, w = shape
+    u = (np.arange(w) - centre[0]) / scale[0]
+    v = (np.arange(h) - centre[1]) / scale[1]
+    cmat = np.zeros((order + 1, order + 1))  # cmat[b, a]: coefficient of u^a v^b
+    t = 0
+    for total in range(order + 1):
+        for i in range(total + 1):
+            cmat[i, total - i] = coefficients[t]
+            t += 1
+    vp = v[:, None] ** np.arange(order + 1)
+    up = u[:, None] ** np.arange(order + 1)
+    return ((vp @ cmat) @ up.T).astype(np.float32)
+
 
 def choose_mode(mode: str, sigma_science: float, sigma_template: float) -> str:
     """Resolve ``auto``: convolve the template when its PSF is narrower, else pre-convolve."""
@@ -181,9 +219,11 @@ def _convolve_valid(stamps: np.ndarray, kernels: np.ndarray) -> np.ndarray:
 
     n, size = stamps.shape[0], stamps.shape[-1]
     hk = kernels.shape[-1] // 2
-    fs = np.fft.rfft2(stamps)
+    from scipy import fft
+
+    fs = fft.rfft2(stamps, workers=-1)
     fk = kernels_to_fourier(kernels, size)
-    out = np.fft.irfft2(fs[:, None] * fk[None], s=(size, size))
+    out = fft.irfft2(fs[:, None] * fk[None], s=(size, size), workers=-1)
     del n
     return out[..., hk : size - hk, hk : size - hk]
 
@@ -206,20 +246,38 @@ def find_kernel_candidates(
     ``snr_min``, no pixel of its ``(2 half + 1)^2`` stamp is ``bad``, and it lies at least
     ``half`` pixels from the border.
     """
-    from scipy.ndimage import gaussian_filter, maximum_filter
+    from scipy.ndimage import gaussian_filter
 
-    img = np.where(bad, 0.0, np.nan_to_num(reference))
+    img = np.where(bad, np.float32(0), np.nan_to_num(reference).astype(np.float32))
     smooth = gaussian_filter(img, sigma, mode="constant")
-    noise = math.sqrt(float(np.median(reference_var[~bad]))) / (2.0 * math.sqrt(math.pi) * sigma)
-    snr = smooth / noise
+    step = max(1, int(math.sqrt(bad.size / 4e5)))  # the median of a subsample is enough
+    sub_var, sub_bad = reference_var[::step, ::step], bad[::step, ::step]
+    noise = math.sqrt(float(np.median(sub_var[~sub_bad]))) / (2.0 * math.sqrt(math.pi) * sigma)
     iso = half if isolation is None else isolation
-    peaks = (smooth == maximum_filter(smooth, size=2 * iso + 1, mode="constant")) & (snr > snr_min)
-    near_bad = maximum_filter(bad.astype(np.uint8), size=2 * half + 1, mode="constant") > 0
-    peaks &= ~near_bad
-    peaks[:half] = peaks[-half:] = False
-    peaks[:, :half] = peaks[:, -half:] = False
-    ys, xs = np.nonzero(peaks)
-    order = np.argsort(-snr[ys, xs], kind="stable")
+    above = smooth > snr_min * noise
+    above[:half] = above[-half:] = False
+    above[:, :half] = above[:, -half:] = False
+    ys, xs = np.nonzero(above)
+    padded = np.pad(smooth, iso)
+    bad_pad = np.pad(bad, half) if bad.any() else None
+    keep = np.ones(len(xs), bool)
+    off_iso, off_bad = np.arange(2 * iso + 1), np.arange(2 * half + 1)
+    # 3x3 local maxima first (cheap), then the exact isolation and bad-pixel tests there only
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            keep &= smooth[ys, xs] >= padded[ys + iso + dy, xs + iso + dx]
+    ys, xs = ys[keep], xs[keep]
+    keep = np.ones(len(xs), bool)
+    for c0 in range(0, len(xs), 2000):
+        cy, cx = ys[c0 : c0 + 2000], xs[c0 : c0 + 2000]
+        win = padded[cy[:, None, None] + off_iso[None, :, None], cx[:, None, None] + off_iso[None, None, :]]
+        keep[c0 : c0 + 2000] = win.max(axis=(1, 2)) <= smooth[cy, cx]
+        if bad_pad is not None:
+            stamp = bad_pad[cy[:, None, None] + off_bad[None, :, None], cx[:, None, None] + off_bad[None, None, :]]
+            keep[c0 : c0 + 2000] &= ~stamp.any(axis=(1, 2))
+    ys, xs = ys[keep], xs[keep]
+    snr = smooth[ys, xs] / noise
+    order = np.argsort(-snr, kind="stable")
     # the very brightest are often saturated or non-linear in one image: skip the top 2 %
     skip = int(0.02 * len(order))
     order = order[skip : skip + max_stars]

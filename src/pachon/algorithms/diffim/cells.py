@@ -69,18 +69,26 @@ class CellGrid:
         return np.meshgrid(xc, yc)
 
     def cell_medians(self, array: np.ndarray, good: np.ndarray) -> np.ndarray:
-        """Median of ``array`` over the good pixels of each cell (global median where none)."""
+        """Median of ``array`` over the good pixels of each cell (global median where none).
+
+        Cells wider than 64 pixels are subsampled (every ``cell // 64``-th pixel each way).
+        """
         ny, nx = self.n_cells
-        full = np.full((ny * self.cell, nx * self.cell), np.nan)
+        step = max(1, self.cell // 64)
+        while self.cell % step:
+            step -= 1
+        full = np.full((ny * self.cell, nx * self.cell), np.nan, np.float32)
         full[: self.shape[0], : self.shape[1]] = np.where(good, array, np.nan)
-        blocks = full.reshape(ny, self.cell, nx, self.cell).transpose(0, 2, 1, 3).reshape(ny, nx, -1)
+        full = full[::step, ::step]
+        c = self.cell // step
+        blocks = full.reshape(ny, c, nx, c).transpose(0, 2, 1, 3).reshape(ny, nx, -1)
         with np.errstate(all="ignore"):
             import warnings
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 med = np.nanmedian(blocks, axis=2)
-        fallback = float(np.median(array[good])) if good.any() else 1.0
+        fallback = float(np.nanmedian(full)) if np.isfinite(full).any() else 1.0
         return np.where(np.isfinite(med), med, fallback)
 
 
@@ -90,8 +98,8 @@ def kernels_to_fourier(kernels: np.ndarray, size: int) -> np.ndarray:
 
     k = kernels.shape[-1]
     pad = np.zeros(kernels.shape[:-2] + (size, size))
-    pad[..., :k, :k] = kernels
-    pad = np.roll(pad, (-(k // 2), -(k // 2)), axis=(-2, -1))
+    idx = (np.arange(k) - k // 2) % size  # kernel centre at the origin, wrapped
+    pad[..., idx[:, None], idx[None, :]] = kernels
     return fft.rfft2(pad, axes=(-2, -1), workers=-1)
 
 
@@ -105,6 +113,7 @@ def apply_cell_filters(
     filters: FilterFn,
     *,
     rows_per_chunk: int = 4,
+    derived: Sequence[tuple[int, int, np.ndarray]] = (),
 ) -> list[np.ndarray]:
     """``out[o] = sum_i filter[o, i] * image[i]`` (products in Fourier space), cell by cell.
 
@@ -122,11 +131,15 @@ def apply_cell_filters(
         broadcasts to it.
     rows_per_chunk
         Cell rows transformed at once (bounds the memory).
+    derived
+        ``(out_index, from_out_index, filter)``: outputs that are another output's spectrum
+        times a filter the same for every cell (``(size, size // 2 + 1)``), computed after
+        the sums (one product instead of one per input).
 
     Returns
     -------
     list of numpy.ndarray
-        The ``n_out`` filtered images (float64), each of ``grid.shape``.
+        The ``n_out`` filtered images (float32), each of ``grid.shape``.
     """
     from numpy.lib.stride_tricks import sliding_window_view
     from scipy import fft
@@ -135,11 +148,11 @@ def apply_cell_filters(
     c, m, s = grid.cell, grid.margin, grid.size
     h, w = grid.shape
     padded = []
-    for im in images:
-        p = np.zeros((ny * c + 2 * m, nx * c + 2 * m))
+    for im in images:  # single precision: twice the FFT speed, ample for noisy images
+        p = np.zeros((ny * c + 2 * m, nx * c + 2 * m), np.float32)
         p[m : m + h, m : m + w] = im
         padded.append(p)
-    outs = [np.zeros((ny * c, nx * c)) for _ in range(n_out)]
+    outs = [np.zeros((ny * c, nx * c), np.float32) for _ in range(n_out)]
     for r0 in range(0, ny, rows_per_chunk):
         rows = slice(r0, min(ny, r0 + rows_per_chunk))
         nr = rows.stop - rows.start
@@ -149,8 +162,13 @@ def apply_cell_filters(
             spectra.append(fft.rfft2(np.ascontiguousarray(view[:nr, :nx]), axes=(-2, -1), workers=-1))
         acc: dict[int, np.ndarray] = {}
         for o, i, f in filters(rows):
-            term = spectra[i] * f
-            acc[o] = acc[o] + term if o in acc else term
+            term = spectra[i] * np.asarray(f, np.complex64)
+            if o in acc:
+                acc[o] += term
+            else:
+                acc[o] = term
+        for o, src, f in derived:
+            acc[o] = acc[src] * np.asarray(f, np.complex64)
         for o, spec in acc.items():
             cells = fft.irfft2(spec, s=(s, s), axes=(-2, -1), workers=-1)[:, :, m : m + c, m : m + c]
             outs[o][r0 * c : r0 * c + nr * c] = cells.transpose(0, 2, 1, 3).reshape(nr * c, nx * c)

@@ -15,8 +15,9 @@ Its noise power spectrum is ``N(k) = s2 |A(k)|^2 + t2 |B(k)|^2``; the afterburne
 Ofek & Gal-Yam (2016), normalized to science flux units.
 
 Everything is applied per cell (:mod:`pachon.algorithms.diffim.cells`) with the cell's own
-kernel and median variances; the same pass also yields the matched-filter score
-``(D * P_D) / sqrt(var * P_D^2)`` used for detection.
+kernel; the decorrelation filter is by default one for the whole image (the central cell's,
+with the median variances: it varies only weakly), else per cell.  The same pass also yields
+the matched-filter score ``(D * P_D) / sqrt(var * P_D^2)`` used for detection.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def filtered_difference(
     *,
     decorrelate: bool = True,
     psf_half: int | None = None,
+    constant: bool = True,
 ) -> DifferenceProducts:
     """``D = phi (A S - B T)`` and its score, cell by cell.
 
@@ -113,6 +115,12 @@ def filtered_difference(
         Apply ``phi`` (otherwise ``phi = 1``).
     psf_half
         Half width of the returned difference PSF kernel (default: from its second moments).
+    constant
+        Use one decorrelation filter for the whole image (the central cell's, with the median
+        variances): the filter depends on the kernel and noise levels only weakly, and a
+        constant one also makes the difference PSF (for ``A`` = const) the same everywhere.
+        Each cell then costs one forward FFT per input and one inverse per output.
+        ``False`` recomputes the filter, PSF and score normalization per cell.
     """
     from scipy import fft
 
@@ -123,31 +131,60 @@ def filtered_difference(
     centre_psf: list[np.ndarray] = []
     factors = np.ones((ny, nx))
 
-    def filters(rows: slice) -> list[tuple[int, int, np.ndarray]]:
+    def cells(rows: slice) -> tuple[np.ndarray, np.ndarray]:
         a, b = np.broadcast_arrays(a_hat(rows), b_hat(rows))
         a = np.broadcast_to(a, (rows.stop - rows.start, nx) + a.shape[-2:])
-        b = np.broadcast_to(b, a.shape)
-        if decorrelate:
-            phi = decorrelation_filter(a, b, s2[rows], t2[rows])
-            p = s2[rows][..., None, None] * np.abs(a) ** 2 + t2[rows][..., None, None] * np.abs(b) ** 2
-            factors[rows] = variance_factor(p / p[..., :1, :1], size)
-        else:
-            phi = np.ones(a.shape)
-        fa, fb = phi * a, phi * b
-        pd_hat = fa * ps_hat
-        pd = fft.irfft2(pd_hat, s=(size, size), axes=(-2, -1), workers=-1)
-        if rows.start <= cy < rows.stop:
-            centre_psf.append(pd[cy - rows.start, cx])
-        sq_hat = fft.rfft2(pd**2, axes=(-2, -1), workers=-1)
-        conj = np.conj(pd_hat)
-        return [(0, 0, fa), (0, 1, -fb), (1, 0, conj * fa), (1, 1, -conj * fb), (2, 2, sq_hat)]
+        return a, np.broadcast_to(b, a.shape)
 
-    diff, num, svar = apply_cell_filters([science, template, variance], grid, 3, filters)
+    if constant:  # one decorrelation filter (the central cell's, median variances) everywhere
+        a0, b0 = (c[0, cx] for c in cells(slice(cy, cy + 1)))
+        s2m, t2m = float(np.median(s2)), float(np.median(t2))
+        phi0 = decorrelation_filter(a0, b0, s2m, t2m) if decorrelate else np.ones(a0.shape)
+        if decorrelate:
+            p = s2m * np.abs(a0) ** 2 + t2m * np.abs(b0) ** 2
+            factors[:] = variance_factor(p / p[:1, :1], size)
+        pd_hat0 = phi0 * a0 * ps_hat
+        pd0 = fft.irfft2(pd_hat0, s=(size, size))
+        centre_psf.append(pd0)
+        sq_hat0 = fft.rfft2(pd0**2).astype(np.complex64)
+        phi0 = phi0.astype(np.float32)
+
+        def const_filters(rows: slice) -> list[tuple[int, int, np.ndarray]]:
+            a, b = (np.asarray(c, np.complex64) for c in (a_hat(rows), b_hat(rows)))
+            return [(0, 0, phi0 * a), (0, 1, -phi0 * b), (2, 2, sq_hat0)]
+
+        diff, num, svar = apply_cell_filters(
+            [science, template, variance],
+            grid,
+            3,
+            const_filters,
+            derived=[(1, 0, np.conj(pd_hat0))],
+        )
+    else:
+
+        def filters(rows: slice) -> list[tuple[int, int, np.ndarray]]:
+            a, b = cells(rows)
+            if decorrelate:
+                phi = decorrelation_filter(a, b, s2[rows], t2[rows])
+                p = s2[rows][..., None, None] * np.abs(a) ** 2 + t2[rows][..., None, None] * np.abs(b) ** 2
+                factors[rows] = variance_factor(p / p[..., :1, :1], size)
+            else:
+                phi = np.ones(a.shape)
+            fa, fb = phi * a, phi * b
+            pd_hat = fa * ps_hat
+            pd = fft.irfft2(pd_hat, s=(size, size), axes=(-2, -1), workers=-1)
+            if rows.start <= cy < rows.stop:
+                centre_psf.append(pd[cy - rows.start, cx])
+            sq_hat = fft.rfft2(pd**2, axes=(-2, -1), workers=-1)
+            conj = np.conj(pd_hat)
+            return [(0, 0, fa), (0, 1, -fb), (1, 0, conj * fa), (1, 1, -conj * fb), (2, 2, sq_hat)]
+
+        diff, num, svar = apply_cell_filters([science, template, variance], grid, 3, filters)
     if decorrelate:  # frequencies below the floor are not restored: their noise is missing
         fmap = np.repeat(np.repeat(factors, grid.cell, axis=0), grid.cell, axis=1)[
             : grid.shape[0], : grid.shape[1]
         ]
-        variance = variance * fmap
+        variance = variance * fmap.astype(np.float32)
     pd = np.fft.fftshift(centre_psf[0])
     c = size // 2
     if psf_half is None:
@@ -157,5 +194,5 @@ def filtered_difference(
         psf_half = int(min(max(np.ceil(5 * sig), 5), grid.margin, c - 1))
     kernel = pd[c - psf_half : c + psf_half + 1, c - psf_half : c + psf_half + 1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        score = np.where(svar > 0, num / np.sqrt(np.maximum(svar, 1e-30)), 0.0)
+        score = np.where(svar > 0, num / np.sqrt(np.maximum(svar, np.float32(1e-30))), np.float32(0))
     return DifferenceProducts(diff, score, kernel / kernel.sum(), variance)

@@ -56,13 +56,22 @@ class DiffimConfig:
     decorrelate
         Apply the decorrelation afterburner (always on for ZOGY).
     cell
-        Cell width (pixels) of the piecewise-constant kernel application.
+        Cell width (pixels) of the piecewise-constant kernel application (512: the kernel
+        changes little over a cell, and larger cells waste less FFT area on margins; on a
+        4k x 4k pair 512 is 1.4x faster than 256 at the same residual noise).
+    constant_decorrelation
+        One decorrelation filter for the whole image (fast; the default) or one per cell.
+        Applies to ``convolve_template`` and ZOGY, whose noise spectrum is bounded below by
+        the science noise; with pre-convolution or a convolved science image the filter's
+        high-frequency tail depends on each cell's kernel (a constant one mis-states the
+        noise by ~20 %), so those modes always decorrelate per cell.
     """
 
     algorithm: str = "al"
     al: al_mod.AlConfig = field(default_factory=al_mod.AlConfig)
     decorrelate: bool = True
-    cell: int = 256
+    cell: int = 512
+    constant_decorrelation: bool = True
 
 
 @dataclass
@@ -96,9 +105,11 @@ def clean_planes(
     bad |= exposure.variance <= 0
     if bad.all():
         raise NoWorkFound("no usable pixels (all masked, NaN or with zero variance)")
-    img = np.where(bad, 0.0, exposure.image.astype(np.float64))
-    med = float(np.median(exposure.variance[~bad]))
-    var = np.where(bad, med, exposure.variance.astype(np.float64))
+    img = np.where(bad, np.float32(0), exposure.image.astype(np.float32))
+    step = max(1, int(math.sqrt(bad.size / 4e5)))  # the median of a subsample is enough
+    sub = exposure.variance[::step, ::step][~bad[::step, ::step]]
+    med = np.float32(np.median(sub) if sub.size else np.median(exposure.variance[~bad]))
+    var = np.where(bad, med, exposure.variance.astype(np.float32))
     return img, var, bad
 
 
@@ -131,6 +142,8 @@ def _sigma(kernel: np.ndarray) -> float:
 def _grow(bad: np.ndarray, half: int) -> np.ndarray:
     from scipy.ndimage import maximum_filter
 
+    if not bad.any():
+        return np.zeros(bad.shape, bool)
     return maximum_filter(bad.astype(np.uint8), size=2 * half + 1, mode="constant") > 0
 
 
@@ -148,8 +161,7 @@ def _robust_poly_background(image: np.ndarray, good: np.ndarray, order: int) -> 
         r = v - terms @ coef
         sig = 1.4826 * np.median(np.abs(r[ok]))
         ok &= np.abs(r) < 3 * sig
-    yy, xx = np.mgrid[0:h, 0:w]
-    return al_mod.poly_terms((xx - 0.5 * w) / (0.5 * w), (yy - 0.5 * h) / (0.5 * h), order) @ coef
+    return al_mod.poly_grid(coef, order, (h, w), (0.5 * w, 0.5 * h), (0.5 * w, 0.5 * h))
 
 
 def _consistent_flux(
@@ -179,9 +191,9 @@ def _fit(
     psf_t: np.ndarray,
     flux_scale: float,
 ) -> al_mod.KernelSolution:
-    from scipy.signal import fftconvolve
-
     if mode == "preconvolve":
+        from scipy.signal import fftconvolve
+
         target = fftconvolve(s_img, psf_s[::-1, ::-1], mode="same")
         target_var = s_var * float((psf_s**2).sum())
         psf_target = fftconvolve(psf_s, psf_s[::-1, ::-1], mode="full")
@@ -290,13 +302,12 @@ def subtract_images(
     s2 = grid.cell_medians(s_var, ~s_bad)
     t2 = grid.cell_medians(t_var, ~t_bad)
     h, w = s_img.shape
-    yy, xx = np.mgrid[0:h, 0:w]
     if sol is None:
         a_hat, b_hat, b0 = zogy_filters(psf_s, psf_t, grid.size, flux_scale)
-        bg = np.zeros((h, w))
-        b0_map = np.full((h, w), b0)
+        bg = np.zeros((h, w), np.float32)
+        b0_map = np.float32(b0)
     else:
-        k_hat = kernels_to_fourier(sol.kernels(gx, gy), grid.size)
+        k_hat = kernels_to_fourier(sol.kernels(gx, gy), grid.size).astype(np.complex64)
         k0 = sol.kernel_sum(gx, gy)[..., None, None]
         if mode == "convolve_science":
 
@@ -306,9 +317,9 @@ def subtract_images(
             def b_hat(r: slice) -> np.ndarray:
                 return np.ones_like(k_hat[r]) / k0[r]
 
-            ksum = sol.kernel_sum(xx, yy)
+            ksum = sol.kernel_sum_image((h, w))
             b0_map = 1.0 / ksum
-            bg = -sol.background(xx, yy) / ksum if sol.background_order >= 0 else np.zeros((h, w))
+            bg = -sol.background_image((h, w)) / ksum
         else:
             pa = np.conj(kernels_to_fourier(psf_s, grid.size)) if mode == "preconvolve" else np.ones(1)
 
@@ -318,11 +329,21 @@ def subtract_images(
             def b_hat(r: slice) -> np.ndarray:
                 return k_hat[r]
 
-            b0_map = sol.kernel_sum(xx, yy)
-            bg = sol.background(xx, yy) if sol.background_order >= 0 else np.zeros((h, w))
+            b0_map = sol.kernel_sum_image((h, w))
+            bg = sol.background_image((h, w))
     var_d = s_var + b0_map**2 * t_var
     prod = filtered_difference(
-        s_img, t_img, var_d, grid, a_hat, b_hat, psf_s, s2, t2, decorrelate=config.decorrelate or sol is None
+        s_img,
+        t_img,
+        var_d,
+        grid,
+        a_hat,
+        b_hat,
+        psf_s,
+        s2,
+        t2,
+        decorrelate=config.decorrelate or sol is None,
+        constant=config.constant_decorrelation and mode in ("convolve_template", "zogy"),
     )
     if sol is None and config.al.background_order >= 0:  # ZOGY: fit the background difference on D
         bg = _robust_poly_background(prod.difference, ~_grow(bad, hk), config.al.background_order)
