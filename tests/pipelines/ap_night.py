@@ -68,7 +68,8 @@ def prepare_survey(root: Path, config: SimConfig, seed: int = 3) -> ApSurvey:
     repo.register_skymap(sky, tracts=sorted({int(sky.find_tract(v.ra, v.dec)) for v in res.visits}))
     days = sorted({r["day_obs"] for r in repo.query_dimension_records("exposure")
                    if r["observation_type"] == "science"})
-    rep = run_pipeline(repo, load_ap_pipeline(repo.root, subset="sfp", overrides=OVERRIDES), inputs=[RAW, CALIB, REFCAT],
+    sfp = load_ap_pipeline(repo.root, subset="sfp", overrides=OVERRIDES)
+    rep = run_pipeline(repo, sfp, inputs=[RAW, CALIB, REFCAT],
                        output="templates/calexp", where=f"exposure.day_obs = {days[0]}")
     assert rep.ok, rep.summary()
     diffim = yaml.safe_load(DIFFIM_YAML.read_text())
@@ -85,5 +86,5 @@ def run_visit(survey: ApSurvey, exposure: int, *, stream_url: str | None = None,
     """The AP pipeline on every detector of one visit (as prompt processing does)."""
     kwargs.setdefault("overrides", OVERRIDES)
     pipe = load_ap_pipeline(survey.repo.root, stream_url=stream_url, **kwargs)
-    return run_pipeline(survey.repo, pipe, inputs=[RAW, CALIB, REFCAT, "templates"], output=f"{output}/{exposure}",
-                        where=f"exposure = {exposure}")
+    return run_pipeline(survey.repo, pipe, inputs=[RAW, CALIB, REFCAT, "templates"],
+                        output=f"{output}/{exposure}", where=f"exposure = {exposure}")

@@ -28,6 +28,7 @@ Projection = bool | dict[str, Any]
 """True: the whole value; a dict: these fields of a record (value: their projection)."""
 
 _UNITS = {"timestamp-micros": "us", "timestamp-millis": "ms"}
+_WIDTHS = {"double": 8, "float": 4, "boolean": 1}
 
 
 def _varint(buf: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,6 +73,11 @@ class _Decoder:
         if isinstance(avro_type, list):
             null_index, inner = _null_union(avro_type)
             branch = buf[pos]
+            width = _WIDTHS.get(inner) if not want and isinstance(inner, str) else None
+            if width is not None:  # skip a nullable fixed-width number in one step
+                if branch.size and branch.max() > 2:
+                    raise FormatError("union branch index out of range: corrupt packet")
+                return None, pos + 1 + width * (branch == 2 * (1 - null_index))
             if np.any(branch > 2):
                 raise FormatError("union branch index out of range: corrupt packet")
             valid = branch == 2 * (1 - null_index)
@@ -204,18 +210,73 @@ def decode_records(
     UnsupportedSchemaError
         When the schema uses a type this decoder does not handle.
     """
-    lengths = np.fromiter((len(p) for p in packets), np.int64, len(packets))
-    starts = np.zeros(len(packets), np.int64)
-    np.cumsum(lengths[:-1], out=starts[1:])
-    buf = np.frombuffer(b"".join(packets) + bytes(16), np.uint8)
+    import pyarrow as pa
+
+    if not packets:
+        raise FormatError("no packets to decode")
+    runs = _runs(packets)
+    arrays = [_decode_run(schema, buf, starts, lengths, skip, projection, first)
+              for buf, starts, lengths, first in runs]
+    return arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
+
+
+def _address(view: memoryview) -> int:
+    return np.frombuffer(view, np.uint8).__array_interface__["data"][0]
+
+
+def _base(packet: Any) -> Any:
+    """The object a contiguous ``memoryview`` packet is a slice of, else None."""
+    if isinstance(packet, memoryview) and packet.c_contiguous and packet.itemsize == 1:
+        return packet.obj
+    return None
+
+
+def _runs(packets: list[Any]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
+    """(buffer, starts, lengths, index of first packet) per run of packets sharing a buffer.
+
+    Packets that are ``memoryview`` slices of one object (a memory-mapped file-log segment)
+    are decoded in place; the others are joined into one buffer (one copy).
+    """
+    out: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []
+    n = len(packets)
+    k = 0
+    while k < n:
+        base = _base(packets[k])
+        stop = k + 1
+        if base is not None:
+            while stop < n and _base(packets[stop]) is base:
+                stop += 1
+            whole = np.frombuffer(base, np.uint8)
+            origin = whole.__array_interface__["data"][0]
+            starts = np.fromiter((_address(p) - origin for p in packets[k:stop]), np.int64, stop - k)
+            lengths = np.fromiter((p.nbytes for p in packets[k:stop]), np.int64, stop - k)
+            if starts.min() >= 0 and (starts + lengths).max() <= len(whole):
+                out.append((whole, starts, lengths, k))
+                k = stop
+                continue
+        if base is not None:  # views outside their object's buffer: join this run
+            stop = k + 1
+        while stop < n and _base(packets[stop]) is None:
+            stop += 1
+        group = packets[k:stop]
+        lengths = np.fromiter((len(p) for p in group), np.int64, len(group))
+        starts = np.zeros(len(group), np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        out.append((np.frombuffer(b"".join(group) + bytes(16), np.uint8), starts, lengths, k))
+        k = stop
+    return out
+
+
+def _decode_run(schema: Any, buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, skip: int,
+                projection: Projection, first: int) -> Any:
     try:
         arr, ends = _Decoder(schema, buf).value(schema, starts + skip, projection)
     except IndexError as exc:
-        raise FormatError(f"corrupt packet in a batch of {len(packets)}: {exc}") from exc
+        raise FormatError(f"corrupt packet in a batch of {len(starts)}: {exc}") from exc
     bad = np.flatnonzero(ends != starts + lengths)
     if bad.size:
         raise FormatError(
-            f"{bad.size} of {len(packets)} packets do not end where their Avro record ends "
-            f"(first: packet {bad[0]}, {lengths[bad[0]]} bytes); corrupt or of another schema"
+            f"{bad.size} of {len(starts)} packets do not end where their Avro record ends "
+            f"(first: packet {first + bad[0]}, {lengths[bad[0]]} bytes); corrupt or of another schema"
         )
     return arr

@@ -379,12 +379,63 @@ def encode_records(schema: Any, table: Any, *, prefix: bytes = b"") -> list[byte
     if m == 0:
         return []
     names = named_types(schema)
-    pieces = _encode(schema, table, names, schema.get("name", "record"))
+    where = schema.get("name", "record")
+    if isinstance(schema, dict) and schema.get("type") == "record" and pa.types.is_struct(table.type):
+        return _encode_split(schema, table, names, where, prefix)
+    pieces = _encode(schema, table, names, where)
     if prefix:
         pieces.insert(0, _constant(m, prefix))
-    whole = _to_ragged(_concat(pieces, m))
-    blob = whole.data.tobytes()
-    bounds = (whole.offsets - whole.offsets[0]).tolist() if whole.offsets[0] else whole.offsets.tolist()
-    if whole.offsets[0]:
-        blob = whole.data[whole.offsets[0]: whole.offsets[-1]].tobytes()
+    return _split_rows(_to_ragged(_concat(pieces, m)))
+
+
+def _split_rows(whole: _Ragged) -> list[bytes]:
+    """One ``bytes`` per row of a ragged piece (one copy of the buffer, then slices)."""
+    first, last = int(whole.offsets[0]), int(whole.offsets[-1])
+    blob = whole.data[first:last].tobytes()
+    bounds = (whole.offsets - first).tolist()
     return [blob[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _is_big(piece: _Fixed | _Ragged, m: int) -> bool:
+    return isinstance(piece, _Ragged) and int(piece.offsets[-1] - piece.offsets[0]) > _ROW_COPY * m
+
+
+def _encode_split(schema: dict[str, Any], table: Any, names: dict[str, Any], where: str,
+                  prefix: bytes) -> list[bytes]:
+    """Encode a top-level record, leaving big byte fields (cutouts) out of the batch buffer.
+
+    The small fields between big ones are encoded vectorized into one buffer; each record is
+    then joined once from its small parts and views of the big values (one copy of a cutout).
+    """
+    import pyarrow as pa
+
+    m = len(table)
+    present = {table.type.field(i).name for i in range(table.type.num_fields)}
+    if table.null_count:
+        raise FormatError(f"{where} is required by the schema but {table.null_count} row(s) are null")
+    parts: list[list[_Fixed | _Ragged] | _Ragged] = [[_constant(m, prefix)] if prefix else []]
+    for field in schema["fields"]:
+        name = field["name"]
+        if name in present:
+            child = table.field(name)
+        elif field.get("default", 0) is None:
+            child = pa.nulls(m)
+        else:
+            raise FormatError(f"{where}.{name} is required by the schema but absent")
+        for piece in _encode(field["type"], child, names, f"{where}.{name}"):
+            if _is_big(piece, m):
+                parts += [piece, []]
+            else:
+                parts[-1].append(piece)
+    columns: list[list[Any]] = []
+    for part in parts:
+        if isinstance(part, _Ragged):
+            view = memoryview(part.data)
+            bounds = part.offsets.tolist()
+            columns.append([view[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+        elif part:
+            columns.append(_split_rows(_to_ragged(_concat(part, m))))
+    if len(columns) == 1:
+        return columns[0]
+    join = b"".join
+    return [join(row) for row in zip(*columns, strict=True)]

@@ -61,7 +61,8 @@ def _cutout(exposure: Exposure | None, x: float, y: float, size: int) -> bytes |
     b = exposure.bbox
     half = size // 2
     x0, y0 = max(b.x0, int(round(x)) - half), max(b.y0, int(round(y)) - half)
-    x1, y1 = min(b.x0 + b.width, int(round(x)) - half + size), min(b.y0 + b.height, int(round(y)) - half + size)
+    x1 = min(b.x0 + b.width, int(round(x)) - half + size)
+    y1 = min(b.y0 + b.height, int(round(y)) - half + size)
     if x1 <= x0 or y1 <= y0:
         return None
     return cutout_to_fits_bytes(exposure.subimage(Box.from_corners(x0, y0, x1, y1)))
@@ -95,6 +96,8 @@ def build_detector_alerts(sources: Any, objects: Any, history: Any, forced_histo
         packet builder keeps only those before each source).
     images
         ``{"science", "template", "difference"}`` exposures for the cutouts.
+    cutout_size, history_days, version
+        Cutout side (pixels), history span (days), alert schema version (latest when None).
 
     Returns
     -------
@@ -166,13 +169,14 @@ class AlertTask(Task):
             publisher = open_publisher(cfg.stream_url)
             try:
                 publish_batch(publisher, cfg.topic, str(store.get("visit", "")),
-                              ((str(a["diaSourceId"]), serialize_alert(a, version=cfg.schema_version, wire=True))
-                               for a in alerts))
+                              ((str(a["diaSourceId"]),
+                                serialize_alert(a, version=cfg.schema_version, wire=True)) for a in alerts))
                 publisher.flush()
             finally:
                 publisher.close()
         elif store.get("already_stored", False):
             _log.info("visit %s detector %s was already stored: %d alerts not published again",
                       store.get("visit"), store.get("detector"), len(alerts))
-        _log.info("visit %s detector %s: %d alert packets", store.get("visit"), store.get("detector"), len(alerts))
+        _log.info("visit %s detector %s: %d alert packets", store.get("visit"), store.get("detector"),
+                  len(alerts))
         return {"alerts": alerts_to_avro_bytes(alerts, cfg.schema_version)}

@@ -2,7 +2,7 @@
 
 Two gaps of the generic tasks are closed here (until their owners fold them in):
 
-- ISR: 
+- ISR:
 :class:`pachon.pipelines.isr_task.IsrTask` writes ``post_isr`` without a WCS, but calibration
 (``CalibrateTask``) needs an initial WCS to match the reference catalog.  Camera raws (and the
 simulator's) carry an approximate TAN WCS in the primary header; :class:`ApIsrTask` attaches it
@@ -48,7 +48,7 @@ class ApIsrTask(IsrTask):
         if exp.wcs is None:
             exp.wcs = header_wcs(inputs["raw"][0].header)
             if exp.wcs is None:
-                _log.warning("isr %s: the raw has no header WCS; calibration will need a blind solve", data_id)
+                _log.warning("isr %s: the raw has no header WCS; calibration needs a blind solve", data_id)
         return out
 
 

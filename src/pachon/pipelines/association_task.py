@@ -248,7 +248,8 @@ class AssociationTask(Task):
                   visit, det, sources.num_rows)
         record = {"visit": visit, "detector": det, "already_stored": True, "n_dia_sources": sources.num_rows,
                   "n_forced": forced.num_rows, "apdb_url": self.config.apdb_url}
-        return {"associated": sources, "dia_object": objects.filter(touched), "forced": forced, "store": record}
+        return {"associated": sources, "dia_object": objects.filter(touched), "forced": forced,
+                "store": record}
 
     def run_quantum(self, inputs: dict[str, Any], data_id: dict[str, Any]) -> dict[str, Any]:
         """Pass the exposure (= visit) and detector ids to `run`."""

@@ -127,7 +127,7 @@ class Broker:
         try:
             mapped, curve = map_packet(item)
         except (FormatError, KeyError, TypeError, ValueError) as exc:
-            self._bad(BadPacket(item.raw or b"", f"{item.source}: cannot map packet: {exc}",
+            self._bad(BadPacket(bytes(item.raw or b""), f"{item.source}: cannot map packet: {exc}",
                                 item.source, item.key, item.batch))
             return
         if not self.dedup.add(str(mapped["alertId"])):
@@ -204,7 +204,7 @@ class Broker:
                 raise
             except Exception as exc:  # a user function failed: keep the batch, say why
                 for p in packets:
-                    self._bad(BadPacket(p.raw or b"", f"filter {flt.name} raised {exc!r}",
+                    self._bad(BadPacket(bytes(p.raw or b""), f"filter {flt.name} raised {exc!r}",
                                         p.source, p.key, p.batch))
                 return []
         chosen = np.flatnonzero(mask)
@@ -219,7 +219,7 @@ class Broker:
             for p in hits:
                 if p.raw is not None:
                     self.publisher.publish(self.out_topic, p.key or str(p.alert.get("diaSourceId")),
-                                           p.raw, batch=p.batch or "batch")
+                                           bytes(p.raw), batch=p.batch or "batch")
         return hits
 
     def close(self) -> None:

@@ -40,7 +40,8 @@ class Packet:
     writer_schema
         The Avro schema the packet was written with (None for Rubin: taken from the version).
     raw
-        The original bytes when the packet came as one (stream message, wire-format file).
+        The original bytes when the packet came as one (stream message, wire-format file):
+        ``bytes`` or a ``memoryview`` (file log; ``bytes(raw)`` copies it).
     source
         Where it came from (file path or ``topic[partition]@offset``).
     batch
@@ -53,7 +54,7 @@ class Packet:
     survey: str
     schema_key: str
     writer_schema: dict[str, Any] | None = None
-    raw: bytes | None = None
+    raw: bytes | memoryview | None = None
     source: str = ""
     batch: str = ""
     timestamp_ms: int | None = None
@@ -134,14 +135,14 @@ def decode_message(msg: StreamMessage, *, lazy: bool = False) -> Packet | BadPac
     try:
         version = parse_wire_header(msg.value)
         if version is None:
-            head = msg.value[:5]
+            head = bytes(msg.value[:5])
             raise FormatError(
                 f"{where} key={msg.key}: not a Rubin wire-format packet with a known schema id "
                 f"(first bytes {head!r}); expected magic byte 0 + schema id major*100+minor"
             )
         alert = LazyAlert(msg.value) if lazy else deserialize_alert(msg.value)
     except FormatError as exc:
-        return BadPacket(msg.value, str(exc), where, msg.key, msg.batch)
+        return BadPacket(bytes(msg.value), str(exc), where, msg.key, msg.batch)
     return Packet(alert, "rubin", version, None, msg.value, where, msg.batch, msg.timestamp_ms, msg.key)
 
 

@@ -31,7 +31,8 @@ class StreamMessage:
     key
         The ``diaSourceId`` as decimal text.
     value
-        The packet bytes.
+        The packet: ``bytes`` (Kafka) or a read-only ``memoryview`` into the memory-mapped
+        segment (file log), so that packets are not copied; ``bytes(value)`` gives a copy.
     batch
         Batch (visit) label given by the publisher.
     partition
@@ -44,7 +45,7 @@ class StreamMessage:
 
     topic: str
     key: str
-    value: bytes
+    value: bytes | memoryview
     batch: str
     partition: int
     offset: int

@@ -11,7 +11,8 @@ For each detection (:func:`pachon.algorithms.diffim.detect.detect_dia_sources`):
 * adaptive moments ``ixx, iyy, ixy`` and those of the PSF; ``extendedness`` (trace ratio);
 * dipole fit on sources with both a positive and a negative lobe (:mod:`.dipole`);
 * trailed-source fit on elongated positive sources (:mod:`.trail`);
-* pixel flags from the mask planes in the stamp / at the centre.
+* pixel flags from the mask planes in the stamp / at the centre;
+* ``reliability``: P(real) from :mod:`.reliability` (logistic regression on these columns).
 
 Units follow the schema: fluxes in nJy when the difference has a ``PhotoCalib`` (image counts
 otherwise), lengths in arcsec, moments in arcsec^2, angles as sky bearings (degrees east of
@@ -29,6 +30,7 @@ import numpy as np
 
 from pachon.algorithms.dia import stamps as st
 from pachon.algorithms.dia.dipole import fit_dipole
+from pachon.algorithms.dia.reliability import score_reliability
 from pachon.algorithms.dia.trail import fit_trail
 from pachon.core.exposure import Exposure
 
@@ -62,12 +64,16 @@ class DiaMeasureConfig:
         ... using a stamp of at most this half width.
     extended_ratio
         ``extendedness`` is 1 when the moment trace exceeds the PSF's by this factor.
+    reliability
+        Fill ``reliability`` with the packaged real/bogus classifier
+        (:mod:`pachon.algorithms.dia.reliability`); False leaves it null.
     """
 
     aperture_fwhm: float = 1.5
     trail_min_elongation: float = 4.0
     trail_max_half: int = 60
     extended_ratio: float = 1.3
+    reliability: bool = True
 
 
 def pixel_angle_to_bearing(
@@ -339,6 +345,7 @@ def measure_dia_sources(
             **flags,
         }
     )
+    cols["reliability"] = score_reliability(cols) if config.reliability else None
     schema = arrow_schema("apdb", "DiaSource")
     arrays = []
     for field in schema:

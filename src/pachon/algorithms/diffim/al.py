@@ -313,7 +313,36 @@ def fit_kernel(
     ------
     KernelFitError
         Fewer than ``config.min_stars`` stars survive the rejection, or a singular system.
+
+    Notes
+    -----
+    The per-star normal equations and the leave-one-out solves are batches of small
+    matrices: they run with one BLAS thread (threaded BLAS on small matrices is many times
+    slower, worst on busy cores).
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit_kernel(
+            target, reference, target_var, reference_var, xs, ys, basis, config,
+            mode=mode, stamp_half=stamp_half, regularizer=regularizer,
+        )
+
+
+def _fit_kernel(
+    target: np.ndarray,
+    reference: np.ndarray,
+    target_var: np.ndarray,
+    reference_var: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    basis: np.ndarray,
+    config: AlConfig,
+    *,
+    mode: str,
+    stamp_half: int,
+    regularizer: np.ndarray | None,
+) -> KernelSolution:
     h, w = target.shape
     hk = basis.shape[-1] // 2
     hs = stamp_half

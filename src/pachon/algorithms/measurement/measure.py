@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pachon.algorithms.measurement.apertures import RowCumsum, row_circle_sums
 from pachon.algorithms.measurement.shapes import adaptive_moments, windowed_centroid
 from pachon.algorithms.measurement.stamps import extract_stamps, psf_stamps
 from pachon.core.errors import ConfigError
@@ -39,6 +40,8 @@ class MeasurementConfig:
     kron_factor: float = 2.5
     min_kron_radius: float = 3.5
     jacobi_sweeps: int = 3
+    #: apertures up to this radius use SEP's exact pixel overlap; larger ones row sums
+    exact_aperture_max: float = 12.0
     bad_planes: tuple[str, ...] = ("BAD", "NO_DATA", "SAT")
     flag_planes: dict[str, str] = field(
         default_factory=lambda: {
@@ -136,36 +139,39 @@ def measure_sources(
     dp, vp, okp = cubes(image, ph)
     model = psf_stamps(psf, px, py, ph)
     flux, _, _ = psf_fit_flux(dp, vp, model, okp)
-    # 2. Jacobi sweeps: children refit with their siblings' models subtracted
-    neighbours = np.zeros_like(image)
+    # 2. Jacobi sweeps: children refit with their siblings' models subtracted (sums over the
+    # union of the children's stamp pixels only, by bincount: no full-image passes)
+    neighbours = None
     if child.any():
         kids = np.flatnonzero(child)
         ry = iy[kids, None, None] + np.arange(-ph, ph + 1)[None, :, None]
         rx = ix[kids, None, None] + np.arange(-ph, ph + 1)[None, None, :]
         on = (ry >= 0) & (ry < image.shape[0]) & (rx >= 0) & (rx < image.shape[1])
+        flat = np.clip(ry, 0, image.shape[0] - 1) * image.shape[1] + np.clip(rx, 0, image.shape[1] - 1)
+        upix, inverse = np.unique(flat, return_inverse=True)
+        inverse = inverse.reshape(flat.shape)
         for _ in range(cfg.jacobi_sweeps):
-            neighbours[:] = 0.0
-            contrib = np.where(on, np.clip(flux[kids], 0, None)[:, None, None] * model[kids], 0.0)
-            np.add.at(
-                neighbours, (np.clip(ry, 0, image.shape[0] - 1), np.clip(rx, 0, image.shape[1] - 1)), contrib
-            )
             own = np.where(on, np.clip(flux[kids], 0, None)[:, None, None] * model[kids], 0.0)
-            dk, _ = extract_stamps(image - neighbours, ix[kids], iy[kids], ph)
-            fk, _, _ = psf_fit_flux(dk + own, vp[kids], model[kids], okp[kids])
+            total = np.bincount(inverse[on], weights=own[on], minlength=len(upix))
+            fk, _, _ = psf_fit_flux(dp[kids] - total[inverse] + own, vp[kids], model[kids], okp[kids])
             flux[kids] = fk
+        own = np.where(on, np.clip(flux[kids], 0, None)[:, None, None] * model[kids], 0.0)
+        neighbours = np.zeros(image.size)
+        neighbours[upix] = np.bincount(inverse[on], weights=own[on], minlength=len(upix))
+        neighbours = neighbours.reshape(image.shape)
         # centroids again on the deblended stamps
-        dk, _ = extract_stamps(image - neighbours, ix[kids], iy[kids], half)
+        dk, _ = extract_stamps(neighbours, ix[kids], iy[kids], half)
         ownh = (
             model[kids][:, ph - half : ph + half + 1, ph - half : ph + half + 1]
             * np.clip(flux[kids], 0, None)[:, None, None]
         )
-        d[kids] = dk + ownh
+        d[kids] = d[kids] - dk + ownh
         dxk, dyk, okk = windowed_centroid(d[kids], sigma, valid=ok[kids])
         dx[kids], dy[kids], cen_ok[kids] = dxk, dyk, okk
         px, py = ix + dx + x0, iy + dy + y0
         model = psf_stamps(psf, px, py, ph)
-        dpk, _ = extract_stamps(image - neighbours, ix[kids], iy[kids], ph)
-        dp[kids] = dpk + model[kids] * np.clip(flux[kids], 0, None)[:, None, None]
+        nbk, _ = extract_stamps(neighbours, ix[kids], iy[kids], ph)
+        dp[kids] = dp[kids] - nbk + model[kids] * np.clip(flux[kids], 0, None)[:, None, None]
     pf, pfe, area = psf_fit_flux(dp, vp, model, okp)
     cols["x"], cols["y"] = px, py
     # centroid errors (SExtractor's ERRX2WIN form)
@@ -202,15 +208,25 @@ def measure_sources(
     gw = gw * ok
     cols["gaussian_instFlux"] = 2.0 * (gw * d).sum(axis=(1, 2))
     cols["gaussian_instFluxErr"] = 2.0 * np.sqrt((gw * gw * v).sum(axis=(1, 2)))
-    # 4. apertures (SEP); children get their own PSF model's share in place of the blend
-    sub = _sep_ready(image - neighbours)
+    # 4. apertures: SEP's exact overlap for small radii, row cumulative sums for large ones;
+    # children get their own PSF model's share in place of the blend
+    sub = _sep_ready(image if neighbours is None else image - neighbours)
     sep_var = _sep_ready(np.where(bad, 0.0, var))
     mask8 = np.ascontiguousarray(bad, dtype=np.uint8)
     ax, ay = px - x0, py - y0
     kernel = psf.kernel_image(cx, cy)
     kh = kernel.shape[0] // 2
+    cums = None
     for r in cfg.aperture_radii:
-        s, e, fl = sep.sum_circle(sub, ax, ay, float(r), var=sep_var, mask=mask8, subpix=0)
+        if r <= cfg.exact_aperture_max:
+            s, e, fl = sep.sum_circle(sub, ax, ay, float(r), var=sep_var, mask=mask8, subpix=0)
+            trunc = (fl & 0x10) != 0
+        else:
+            if cums is None:
+                cums = (RowCumsum(np.where(bad, 0.0, sub)), RowCumsum(sep_var))
+            s = row_circle_sums(cums[0], ax, ay, r)
+            e = np.sqrt(np.clip(row_circle_sums(cums[1], ax, ay, r), 0, None))
+            trunc = np.zeros(n, bool)
         ee = sep.sum_circle(
             _sep_ready(kernel), np.array([float(kh)]), np.array([float(kh)]), float(r), subpix=0
         )[0][0]
@@ -218,7 +234,7 @@ def measure_sources(
         name = f"ap{r:02d}"
         cols[f"{name}_instFlux"], cols[f"{name}_instFluxErr"] = s, e
         edge = (ax - r < 0) | (ay - r < 0) | (ax + r > image.shape[1] - 1) | (ay + r > image.shape[0] - 1)
-        cols[f"{name}_flag"] = edge | ((fl & 0x10) != 0) | ~np.isfinite(s)
+        cols[f"{name}_flag"] = edge | trunc | ~np.isfinite(s)
     # 5. Kron radius and flux from the adaptive-moment ellipse
     lam1 = 0.5 * (ixx + iyy) + np.sqrt(0.25 * (ixx - iyy) ** 2 + ixy**2)
     lam2 = 0.5 * (ixx + iyy) - np.sqrt(0.25 * (ixx - iyy) ** 2 + ixy**2)
@@ -237,7 +253,9 @@ def measure_sources(
     # 6. flags
     cols["centroid_flag"] = ~cen_ok
     cols["psfFlux_flag"] = ~np.isfinite(pf) | (okp.sum(axis=(1, 2)) < 0.5 * okp.shape[1] ** 2)
-    cols["psfFlux_flag_edge"] = ~extract_stamps(np.ones(image.shape, bool), ix, iy, ph)[1].all(axis=(1, 2))
+    cols["psfFlux_flag_edge"] = (
+        (ix - ph < 0) | (iy - ph < 0) | (ix + ph > image.shape[1] - 1) | (iy + ph > image.shape[0] - 1)
+    )
     inner = max(1, int(round(2 * sigma)))
     for key, plane in cfg.flag_planes.items():
         if plane not in exposure.mask.planes:

@@ -21,7 +21,7 @@ from pachon.core.psf import Psf, register_psf_type
 if TYPE_CHECKING:
     from astropy.io import fits
 
-__all__ = ["PixelBasisPsf", "fourier_shift", "monomials", "poly_design"]
+__all__ = ["PixelBasisPsf", "fourier_shift", "monomials", "poly_design", "shift_matrices"]
 
 _log = logging.getLogger(__name__)
 
@@ -37,17 +37,30 @@ def poly_design(u: np.ndarray, v: np.ndarray, order: int) -> np.ndarray:
     return np.stack([u**i * v**j for i, j in monomials(order)], axis=1)
 
 
+def shift_matrices(size: int, shift: np.ndarray) -> np.ndarray:
+    """``(n, size, size)`` matrices ``M`` with ``M @ v`` = ``v`` shifted by ``shift`` (FFT, zero-padded).
+
+    The band-limited shift of a zero-padded ``size``-vector over ``2 size`` points is a
+    circular convolution with the inverse transform of the phase ramp, ``h(t)``; row ``i``,
+    column ``j`` of ``M`` is ``h(i - j)``.  One short inverse FFT per shift builds the matrix.
+    """
+    p = 2 * size
+    f = np.fft.rfftfreq(p)
+    h = np.fft.irfft(np.exp(-2j * np.pi * np.asarray(shift, float)[:, None] * f[None, :]), n=p)
+    lag = (np.arange(size)[:, None] - np.arange(size)[None, :]) % p
+    return h[:, lag]
+
+
 def fourier_shift(cube: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    """Shift each ``(s, s)`` image of ``cube`` by ``(dx, dy)`` pixels (zero-padded FFT phase ramp)."""
+    """Shift each ``(s, s)`` image of ``cube`` by ``(dx, dy)`` pixels (zero-padded FFT phase ramp).
+
+    The 2-D shift is separable: ``My @ image @ Mx.T`` with the matrices of
+    :func:`shift_matrices` (two batched small matrix products instead of 2-D FFTs).
+    """
     n, s, _ = cube.shape
-    p = 2 * s
-    pad = np.zeros((n, p, p))
-    pad[:, s // 2 : s // 2 + s, s // 2 : s // 2 + s] = cube
-    fy = np.fft.fftfreq(p)[None, :, None]
-    fx = np.fft.rfftfreq(p)[None, None, :]
-    ramp = np.exp(-2j * np.pi * (fx * np.asarray(dx)[:, None, None] + fy * np.asarray(dy)[:, None, None]))
-    out = np.fft.irfft2(np.fft.rfft2(pad) * ramp, s=(p, p))
-    return out[:, s // 2 : s // 2 + s, s // 2 : s // 2 + s]
+    mx = shift_matrices(s, np.broadcast_to(np.asarray(dx, float), (n,)))
+    my = shift_matrices(s, np.broadcast_to(np.asarray(dy, float), (n,)))
+    return my @ np.asarray(cube, float) @ mx.transpose(0, 2, 1)
 
 
 @register_psf_type("PIXELBASIS")
