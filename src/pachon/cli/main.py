@@ -20,6 +20,7 @@ _COMMAND_MODULES = [
     "pachon.cli.broker_cmds",
     "pachon.cli.serve_cmds",
     "pachon.cli.cp_cmds",
+    "pachon.cli.prompt_cmds",
 ]
 
 

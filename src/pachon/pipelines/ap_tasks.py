@@ -1,12 +1,5 @@
-"""Adaptations of the ISR and DIA tasks for the prompt (AP) pipeline.
+"""Adaptation of the DIA task for the prompt (AP) pipeline.
 
-Two gaps of the generic tasks are closed here (until their owners fold them in):
-
-- ISR:
-:class:`pachon.pipelines.isr_task.IsrTask` writes ``post_isr`` without a WCS, but calibration
-(``CalibrateTask``) needs an initial WCS to match the reference catalog.  Camera raws (and the
-simulator's) carry an approximate TAN WCS in the primary header; :class:`ApIsrTask` attaches it
-to ``post_isr`` (when ISR left none) so that the whole chain raw → alerts runs in one pipeline.
 - DIA ids: :class:`pachon.pipelines.dia_task.DiaTask` makes ``diaSourceId`` from
   ``(exposure * 10_000 + detector) * 100_000 + row``, which overflows int64 for Rubin-style
   exposure ids (``YYYYMMDD`` × 10^5 + seq, e.g. 2024040100100).  :class:`ApDiaTask` uses
@@ -22,34 +15,10 @@ from typing import Any
 import numpy as np
 
 from pachon.pipelines.dia_task import DiaTask
-from pachon.pipelines.isr_task import IsrTask
 
-__all__ = ["ApIsrTask", "ApDiaTask", "header_wcs", "compact_visit", "source_id_offset"]
+__all__ = ["ApDiaTask", "compact_visit", "source_id_offset"]
 
 _log = logging.getLogger(__name__)
-
-
-def header_wcs(header: Any) -> Any:
-    """The celestial WCS of a FITS header (astropy), or None when it has none."""
-    if header is None or "CRVAL1" not in header or "CTYPE1" not in header:
-        return None
-    from pachon.core.wcs import wcs_from_header
-
-    return wcs_from_header(header, name="raw primary header")
-
-
-class ApIsrTask(IsrTask):
-    """Instrument signature removal, with the raw header's WCS as the initial WCS."""
-
-    def run_quantum(self, inputs: dict[str, Any], data_id: dict[str, Any]) -> dict[str, Any]:
-        """Run ISR, then attach the raw's header WCS when ISR gave none."""
-        out = super().run_quantum(inputs, data_id)
-        exp = out[self.output_name]
-        if exp.wcs is None:
-            exp.wcs = header_wcs(inputs["raw"][0].header)
-            if exp.wcs is None:
-                _log.warning("isr %s: the raw has no header WCS; calibration needs a blind solve", data_id)
-        return out
 
 
 def compact_visit(visit: int) -> int:

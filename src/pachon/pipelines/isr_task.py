@@ -52,6 +52,21 @@ STEP_CALIBRATIONS = {"bias": "do_bias", "dark": "do_dark", "flat": "do_flat", "c
                      "linearity": "do_linearity", "bfk": "do_brighter_fatter", "defects": "do_defects"}
 
 
+def header_wcs(header: Any) -> Any:
+    """The celestial WCS of a FITS header (astropy), or None when it has none.
+
+    Pixel-only or otherwise non-celestial WCS keywords (some cameras write ``CTYPE1 = 'PIXEL'``)
+    count as none.
+    """
+    if header is None or "CRVAL1" not in header:
+        return None
+    if not str(header.get("CTYPE1", "")).upper().startswith(("RA-", "DEC-", "GLON", "GLAT", "ELON", "ELAT")):
+        return None
+    from pachon.core.wcs import wcs_from_header
+
+    return wcs_from_header(header, name="raw primary header")
+
+
 @dataclass
 class IsrTaskConfig:
     """Configuration of :class:`IsrTask`.
@@ -188,7 +203,10 @@ class IsrTask(Task):
         return cfg, off
 
     def run_quantum(self, inputs: dict[str, Any], data_id: dict[str, Any]) -> dict[str, Any]:
-        """Read the exposure times from the raw's header, apply the calibrations, tag the result."""
+        """Read the exposure times from the raw's header, apply the calibrations, tag the result.
+
+        The raw's primary-header WCS, when it has one, becomes the initial WCS of ``post_isr``.
+        """
         raw = inputs["raw"]
         _, det, info = raw_context(raw, data_id)
         calibs = isr_calibs_from(inputs, det, data_id)
@@ -200,6 +218,12 @@ class IsrTask(Task):
             raise FormatError(f"raw {data_id}: ISR produced {int(bad.sum())} NaN pixels; check the "
                               f"calibrations (a flat with zeros?)")
         exp.visit_info = visit_info_from(info)
+        if exp.wcs is None:
+            # the camera's approximate pointing WCS (simulated and many real raws carry one in the
+            # primary header): calibration refines it against the reference catalog
+            exp.wcs = header_wcs(raw[0].header)
+            if exp.wcs is None:
+                _log.info("isr %s: the raw has no header WCS; calibration needs a blind solve", data_id)
         md = exp.metadata
         md["OBSTYPE"] = (str(info.observation_type), "observation type of the raw")
         md["EXPTIME"] = (float(info.exposure_time or 0.0), "exposure time, s")

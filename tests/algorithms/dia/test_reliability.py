@@ -1,4 +1,4 @@
-"""Reliability classifier: the fitter against known coefficients, the packaged model on held-out detections."""
+"""Reliability classifier: the fitter against known coefficients; the packaged model on held-out data."""
 
 from __future__ import annotations
 
@@ -65,8 +65,9 @@ def test_measure_fills_reliability() -> None:
     from pachon.algorithms.diffim.simulate import PairSpec, make_pair
     from pachon.algorithms.diffim.subtract import subtract_images
 
-    sci, tpl, truth = make_pair(PairSpec(shape=(256, 256), n_stars=80, transient_flux=np.full(5, 8000.0),
-                                         n_cosmic_rays=5), seed=5)
+    sci, tpl, truth = make_pair(
+        PairSpec(shape=(256, 256), n_stars=80, transient_flux=np.full(5, 8000.0), n_cosmic_rays=5), seed=5
+    )
     res = subtract_images(sci, tpl)
     det = detect_dia_sources(res.difference, res.score)
     tab = measure_dia_sources(res.difference, res.score, det, science=sci, template=tpl)

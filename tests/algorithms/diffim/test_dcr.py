@@ -1,4 +1,4 @@
-"""DCR model: refraction numbers, and a simulated extreme-colour dipole that the model predicts and removes."""
+"""DCR model: refraction numbers; a simulated extreme-colour dipole that the model predicts and removes."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def test_extreme_colour_dipole_predicted_and_removed() -> None:
     assert abs(float(pixel_angle_to_bearing(sci, x0, y0, math.degrees(math.atan2(dy, dx)))) - bearing) < 0.5
     mx, my = measure_offset(res.difference, x0, y0, flux)
     assert math.hypot(mx - dx, my - dy) < 0.15 * math.hypot(dx, dy)
-    corrected = shift_template_source(tpl, x0, y0, dx, dy)
+    corrected = shift_template_source(tpl, x0, y0, dx, dy, flux)  # catalogue flux and position
     res2 = subtract_images(sci, corrected)
     box = np.s_[int(y0) - 6 : int(y0) + 7, int(x0) - 6 : int(x0) + 7]
     assert np.abs(res.score[box]).max() > 20

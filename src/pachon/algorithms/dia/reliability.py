@@ -132,7 +132,9 @@ class ReliabilityModel:
         )
 
 
-def fit_logistic(features: np.ndarray, labels: np.ndarray, *, l2: float = 1e-2, n_iter: int = 50) -> ReliabilityModel:
+def fit_logistic(
+    features: np.ndarray, labels: np.ndarray, *, l2: float = 1e-2, n_iter: int = 50
+) -> ReliabilityModel:
     """Penalized maximum-likelihood logistic regression (Newton / IRLS) on standardized features.
 
     Parameters
@@ -143,6 +145,8 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, *, l2: float = 1e-2, 
         1 for real, 0 for bogus.
     l2
         Ridge penalty on the weights (not the bias), per sample.
+    n_iter
+        Maximum number of Newton iterations.
     """
     x = np.asarray(features, float)
     y = np.asarray(labels, float)

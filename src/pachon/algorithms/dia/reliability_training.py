@@ -34,7 +34,9 @@ def _inject_bogus(
 
     img = science.image  # type: ignore[attr-defined]
     h, w = img.shape
-    bright = skip + np.flatnonzero((stars["flux"][skip:] > 2e4) & (stars["x"][skip:] > 30) & (stars["x"][skip:] < w - 30))
+    bright = skip + np.flatnonzero(
+        (stars["flux"][skip:] > 2e4) & (stars["x"][skip:] > 30) & (stars["x"][skip:] < w - 30)
+    )
     bright = bright[(stars["y"][bright] > 30) & (stars["y"][bright] < h - 30)]
     pick = rng.choice(bright, size=min(6, len(bright)), replace=False)
     x, y, f = stars["x"][pick], stars["y"][pick], stars["flux"][pick]

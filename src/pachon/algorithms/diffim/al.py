@@ -273,7 +273,9 @@ def find_kernel_candidates(
         win = padded[cy[:, None, None] + off_iso[None, :, None], cx[:, None, None] + off_iso[None, None, :]]
         keep[c0 : c0 + 2000] = win.max(axis=(1, 2)) <= smooth[cy, cx]
         if bad_pad is not None:
-            stamp = bad_pad[cy[:, None, None] + off_bad[None, :, None], cx[:, None, None] + off_bad[None, None, :]]
+            stamp = bad_pad[
+                cy[:, None, None] + off_bad[None, :, None], cx[:, None, None] + off_bad[None, None, :]
+            ]
             keep[c0 : c0 + 2000] &= ~stamp.any(axis=(1, 2))
     ys, xs = ys[keep], xs[keep]
     snr = smooth[ys, xs] / noise
@@ -324,8 +326,17 @@ def fit_kernel(
 
     with threadpool_limits(limits=1, user_api="blas"):
         return _fit_kernel(
-            target, reference, target_var, reference_var, xs, ys, basis, config,
-            mode=mode, stamp_half=stamp_half, regularizer=regularizer,
+            target,
+            reference,
+            target_var,
+            reference_var,
+            xs,
+            ys,
+            basis,
+            config,
+            mode=mode,
+            stamp_half=stamp_half,
+            regularizer=regularizer,
         )
 
 

@@ -22,8 +22,8 @@ predicted offset of the source is ``d = dR_s (sin q_s, cos q_s) - dR_t (sin q_t,
 position (positive lobe).
 
 :func:`measure_offset` measures that offset on a difference image (a dipole model
-``D = F (P(x - d) - P(x))``) and :func:`shift_template_source` corrects it, moving the source in the
-template by the predicted offset (a tapered Fourier shift of a stamp) before differencing.
+``D = F (P(x - d) - P(x))``) and :func:`shift_template_source` corrects it, moving the
+source's PSF model in the template by the predicted offset before differencing.
 """
 
 from __future__ import annotations
@@ -77,7 +77,9 @@ class Observation:
     temperature_c: float = 10.0
 
 
-def refractivity(wavelength_nm: np.ndarray | float, pressure_hpa: float = 744.0, temperature_c: float = 10.0) -> np.ndarray:
+def refractivity(
+    wavelength_nm: np.ndarray | float, pressure_hpa: float = 744.0, temperature_c: float = 10.0
+) -> np.ndarray:
     """``n - 1`` of dry air (Edlén 1953, scaled from 1013.25 hPa and 15 C)."""
     sigma2 = (1e3 / np.asarray(wavelength_nm, float)) ** 2  # (1/micron)^2
     n_std = 1e-6 * (64.328 + 29498.1 / (146.0 - sigma2) + 255.4 / (41.0 - sigma2))
@@ -102,7 +104,9 @@ def effective_wavelength(band: str, colour: np.ndarray | float) -> np.ndarray:
 
 def dcr_shift(band: str, colour: np.ndarray | float, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
     """Refraction of a source relative to the reference colour: (east, north) arcsec."""
-    d = refraction(effective_wavelength(band, colour), obs) - refraction(effective_wavelength(band, COLOUR_REF), obs)
+    d = refraction(effective_wavelength(band, colour), obs) - refraction(
+        effective_wavelength(band, COLOUR_REF), obs
+    )
     q = math.radians(obs.parallactic_angle)
     return d * math.sin(q), d * math.cos(q)
 
@@ -116,7 +120,9 @@ def dcr_offset(
     return se - te, sn - tn
 
 
-def offset_to_pixels(exposure: Exposure, x: float, y: float, east: float, north: float) -> tuple[float, float]:
+def offset_to_pixels(
+    exposure: Exposure, x: float, y: float, east: float, north: float
+) -> tuple[float, float]:
     """Pixel offset at ``(x, y)`` of a sky offset (arcsec east, north), through the exposure's WCS."""
     if exposure.wcs is None:
         raise ConfigError("dcr.offset_to_pixels: the exposure has no WCS")
@@ -136,7 +142,9 @@ def _psf_stamp(exposure: Exposure, half: int) -> np.ndarray:
     return out / out.sum()
 
 
-def measure_offset(difference: Exposure, x: float, y: float, flux: float, *, half: int = 8) -> tuple[float, float]:
+def measure_offset(
+    difference: Exposure, x: float, y: float, flux: float, *, half: int = 8
+) -> tuple[float, float]:
     """Science-minus-template offset (pixels) of a source of ``flux`` from its dipole on ``difference``.
 
     Fits ``D = flux (P(x - d) - P(x))`` (``P`` the difference's PSF, shifted in Fourier space)
@@ -171,25 +179,33 @@ def measure_offset(difference: Exposure, x: float, y: float, flux: float, *, hal
     return float(off[0]), float(off[1])
 
 
-def shift_template_source(
-    template: Exposure, x: float, y: float, dx: float, dy: float, *, half: int = 16
-) -> Exposure:
-    """A copy of ``template`` with the source at ``(x, y)`` moved by ``(dx, dy)`` pixels.
+def _shifted_kernel(kernel: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    ky = np.fft.fftfreq(kernel.shape[0])[:, None]
+    kx = np.fft.fftfreq(kernel.shape[1])[None, :]
+    return np.fft.ifft2(np.fft.fft2(kernel) * np.exp(-2j * np.pi * (kx * dx + ky * dy))).real
 
-    The stamp is Fourier-shifted and blended in with a cosine taper (1 within ``half / 2``,
-    0 at the stamp edge) so that the rest of the image is untouched.
+
+def shift_template_source(
+    template: Exposure, x: float, y: float, dx: float, dy: float, flux: float
+) -> Exposure:
+    """A copy of ``template`` with the source of ``flux`` at ``(x, y)`` moved by ``(dx, dy)`` pixels.
+
+    The source's PSF model (the template's PSF, Fourier-shifted to the sub-pixel positions)
+    is subtracted at ``(x, y)`` and added at ``(x + dx, y + dy)``: only the source moves, not
+    its neighbours or the noise.  ``flux`` is its template flux (e.g. the DiaSource
+    ``templateFlux`` in image counts).
     """
-    out = template.copy()
-    ix, iy = int(round(x)) - template.xy0[0], int(round(y)) - template.xy0[1]
-    sl = np.s_[iy - half : iy + half + 1, ix - half : ix + half + 1]
-    stamp = template.image[sl].astype(float)
-    if stamp.shape != (2 * half + 1, 2 * half + 1):
+    if template.psf is None:
+        raise ConfigError("dcr.shift_template_source: the template has no PSF")
+    b = template.bbox
+    kernel = np.pad(np.asarray(template.psf.kernel_image(x, y), float), 4)  # room for the shift
+    half = kernel.shape[0] // 2
+    ix, iy = int(round(x)) - b.x0, int(round(y)) - b.y0
+    fx, fy = x - b.x0 - ix, y - b.y0 - iy
+    model = flux * (_shifted_kernel(kernel, fx + dx, fy + dy) - _shifted_kernel(kernel, fx, fy))
+    y0, y1, x0, x1 = iy - half, iy + half + 1, ix - half, ix + half + 1
+    if y0 < 0 or x0 < 0 or y1 > b.height or x1 > b.width:
         raise ConfigError(f"dcr.shift_template_source: ({x}, {y}) is within {half} pixels of the edge")
-    ky = np.fft.fftfreq(stamp.shape[0])[:, None]
-    kx = np.fft.fftfreq(stamp.shape[1])[None, :]
-    shifted = np.fft.ifft2(np.fft.fft2(stamp) * np.exp(-2j * np.pi * (kx * dx + ky * dy))).real
-    r = np.hypot(*np.meshgrid(np.arange(-half, half + 1), np.arange(-half, half + 1)))
-    taper = np.clip((half - r) / (0.5 * half), 0.0, 1.0)
-    taper = 0.5 - 0.5 * np.cos(np.pi * taper)
-    out.image[sl] = (stamp + taper * (shifted - stamp)).astype(out.image.dtype)
+    out = template.copy()
+    out.image[y0:y1, x0:x1] += model.astype(out.image.dtype)
     return out

@@ -128,13 +128,17 @@ def adaptive_moments(
     limit = (half / 1.5) ** 2
     act = np.arange(n)  # sources still changing: converged ones leave the sums
     for _ in range(n_iter):
+        det = mxx[act] * myy[act] - mxy[act] ** 2
+        ok[act[~(det > 0)]] = False  # a degenerate weight: stop this source
+        act = act[det > 0]
+        if len(act) == 0:
+            break
         axx, ayy, axy = mxx[act], myy[act], mxy[act]
         det = axx * ayy - axy**2
-        bad = ~(det > 0)
-        det = np.where(bad, 1.0, det)
         a, b, c = ayy / det, -axy / det, axx / det
         qa, qb, qc = rxx[act], rxy[act], ryy[act]
-        w = np.exp(-0.5 * (a[:, None, None] * qa + 2 * b[:, None, None] * qb + c[:, None, None] * qc))
+        with np.errstate(over="ignore", under="ignore"):
+            w = np.exp(-0.5 * (a[:, None, None] * qa + 2 * b[:, None, None] * qb + c[:, None, None] * qc))
         wi = w * data[act]
         norm = wi.sum(axis=(1, 2))
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -148,7 +152,7 @@ def adaptive_moments(
             ia, ib, ic = qyy / qdet - a, -qxy / qdet - b, qxx / qdet - c
             mdet = ia * ic - ib * ib
             nxx, nyy, nxy = ic / mdet, ia / mdet, -ib / mdet
-        step_ok = (norm > 0) & (qdet > 0) & (mdet > 0) & (nxx > 0) & (nyy > 0) & ~bad
+        step_ok = (norm > 0) & (qdet > 0) & (mdet > 0) & (nxx > 0) & (nyy > 0)
         ok[act] &= step_ok
         g = ok[act]
         nxx, nyy = np.where(g, np.minimum(nxx, limit), axx), np.where(g, np.minimum(nyy, limit), ayy)
