@@ -25,11 +25,11 @@ BAD = 2
 
 
 def _corrupt(repo: Repository, instrument: str, detector: int) -> None:
-    """Truncate the stored raw of one detector after its primary header (a damaged file)."""
+    """Overwrite the stored raw of one detector with bytes that are not FITS (a damaged file)."""
     ref = repo.query_datasets("raw", f"{instrument}/raw/all", where="exposure.observation_type = 'science' "
                               "AND detector = :d", bind={"d": detector})[0]
     path = Path(repo.datastore.full_path(repo.file_record(ref).path))
-    path.write_bytes(path.read_bytes()[:2880 * 4])
+    path.write_bytes(b"\0" * path.stat().st_size)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,9 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> dict:
               for d, name in ((d.id, d.name) for d in cfg.get_instrument().detectors if d.id in DETECTORS)}
     assert all(len(v) == 1 for v in by_det.values()), by_det
     stream = root / "stream"
-    config = PromptConfig(repo.root, stream_url=str(stream), poll_s=0.2,
+    from pachon.repo.butler import now_ns
+
+    config = PromptConfig(repo.root, stream_url=str(stream), poll_s=0.2, since_ns=now_ns(),
                           overrides={"characterize": {"repair_cosmic_rays": False}})
     # batch 1: two detectors arrive; the service processes what is there and exits
     assert not repo.ingest_raws(by_det[0] + by_det[1]).failed
@@ -121,6 +123,7 @@ def test_stream_holds_the_alerts_of_good_detectors(night: dict) -> None:
 def test_cli_once_reports_nothing_new(night: dict) -> None:
     from pachon.cli.main import cli
 
-    result = CliRunner().invoke(cli, ["-q", "prompt", "--repo", str(night["repo"].root), "--once"])
+    result = CliRunner().invoke(cli, ["-q", "prompt", "--repo", str(night["repo"].root), "--once", "--since",
+                                      "now"])
     assert result.exit_code == 0, result.output
     assert "0 detectors processed" in result.output

@@ -143,6 +143,7 @@ def estimate_background(
     min_fraction: float = 0.25,
     statistic: str = "mode",
     filter_size: int = 3,
+    subsample: int = 1,
 ) -> Background:
     """Estimate a smooth sky background.
 
@@ -164,6 +165,9 @@ def estimate_background(
     filter_size
         Median filter over the mesh grid (meshes), suppressing single-mesh noise and residual
         source light; 1 disables it.
+    subsample
+        Use every ``subsample``-th pixel along each axis of each mesh (a quick first pass whose
+        residual a later full-resolution pass removes).
 
     Returns
     -------
@@ -185,9 +189,12 @@ def estimate_background(
     if mask is not None:
         bad[:ny, :nx] |= mask
     padded[bad] = np.nan
-    cube = padded.reshape(my, by, mx, bx).transpose(0, 2, 1, 3).reshape(my, mx, by * bx)
+    k = max(1, int(subsample))
+    cube = padded.reshape(my, by, mx, bx)[:, ::k, :, ::k]
+    cube = cube.transpose(0, 2, 1, 3).reshape(my, mx, -1)
     values, rms, count = _clipped_stats(cube, nsigma, n_iter, statistic)
     valid_y = np.minimum(by, ny - np.arange(my) * by)[:, None] * np.minimum(bx, nx - np.arange(mx) * bx)[None]
+    valid_y = valid_y / (k * k)
     good = count >= min_fraction * valid_y
     if not good.any():
         raise ConfigError(
@@ -221,11 +228,14 @@ def subtract_background(
     mesh_size: int = 64,
     mask_planes: tuple[str, ...] = BACKGROUND_MASK_PLANES,
     statistic: str = "mode",
+    subsample: int = 1,
 ) -> Background:
     """Estimate the background of ``exposure`` (masking ``mask_planes``) and subtract it in place."""
     known = [p for p in mask_planes if p in exposure.mask.planes]
     masked = exposure.mask.any(*known) if known else None
-    bkg = estimate_background(exposure.image, mask=masked, mesh_size=mesh_size, statistic=statistic)
+    bkg = estimate_background(
+        exposure.image, mask=masked, mesh_size=mesh_size, statistic=statistic, subsample=subsample
+    )
     exposure.image -= bkg.image()
     _log.debug("background: median %.3f, rms %.3f", float(np.median(bkg.values)), bkg.median_rms)
     return bkg

@@ -75,12 +75,17 @@ def significance_image(image: np.ndarray, variance: np.ndarray, psf_sigma: float
 
     if not psf_sigma > 0:
         raise ConfigError(f"significance_image: psf_sigma must be positive pixels, got {psf_sigma!r}")
-    smooth = ndimage.gaussian_filter(image.astype(np.float64), psf_sigma, mode="constant", truncate=4.0)
+    # float32 throughout: the significance needs no more, and the filters run twice as fast
+    smooth = ndimage.gaussian_filter(
+        np.asarray(image, np.float32), psf_sigma, mode="constant", truncate=4.0, output=np.float32
+    )
     # g² is a Gaussian of width sigma/sqrt(2), normalized to sum(g²) = 1/(4 pi sigma²)
-    var_s = ndimage.gaussian_filter(variance.astype(np.float64), psf_sigma / math.sqrt(2.0), mode="nearest")
-    var_s *= 1.0 / (4.0 * math.pi * psf_sigma**2)
+    var_s = ndimage.gaussian_filter(
+        np.asarray(variance, np.float32), psf_sigma / math.sqrt(2.0), mode="nearest", output=np.float32
+    )
+    var_s *= np.float32(1.0 / (4.0 * math.pi * psf_sigma**2))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(var_s > 0, smooth / np.sqrt(var_s), 0.0)
+        return np.where(var_s > 0, smooth / np.sqrt(var_s), np.float32(0.0))
 
 
 def detect_sources(

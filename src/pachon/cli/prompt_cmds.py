@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
@@ -28,6 +29,24 @@ def latency_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _since_ns(since: str | None) -> int | None:
+    from pachon.repo.butler import now_ns
+
+    if since is None:
+        return None
+    if since == "now":
+        return now_ns()
+    from astropy.time import Time
+
+    from pachon.core.errors import ConfigError
+
+    try:
+        # registry times are Unix ns + (TAI - UTC) (pachon.repo.butler.now_ns)
+        return int(round(Time(since, scale="utc").unix * 1e9)) + (now_ns() - time.time_ns())
+    except ValueError as exc:
+        raise ConfigError(f"--since {since!r}: not an ISO-8601 time nor 'now' ({exc})") from None
+
+
 @click.command("prompt")
 @click.option("--repo", "repo", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Repository to watch.")
@@ -38,14 +57,16 @@ def latency_lines(rows: list[dict]) -> list[str]:
               help="Detectors processed at once (worker processes when > 1).")
 @click.option("--poll", "poll_s", type=float, default=2.0, show_default=True, help="Seconds between polls.")
 @click.option("--once", is_flag=True, help="Process the raws present now, then exit.")
+@click.option("--since", default=None,
+              help="Only raws ingested at or after this time: ISO-8601 UTC, or 'now' (default: all).")
 @handle_errors
 def prompt(repo: Path, apdb_url: str | None, stream_url: str | None, jobs: int, poll_s: float,
-           once: bool) -> None:
+           once: bool, since: str | None) -> None:
     """Run the AP pipeline on each new science raw; latency to REPO/prompt/latency.parquet."""
     from pachon.services.prompt import PromptConfig, PromptService, latency_path
 
     service = PromptService(PromptConfig(repo, apdb_url=apdb_url, stream_url=stream_url, workers=jobs,
-                                         poll_s=poll_s))
+                                         poll_s=poll_s, since_ns=_since_ns(since)))
     try:
         rows = service.run(once=once)
     except KeyboardInterrupt:

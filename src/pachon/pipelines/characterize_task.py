@@ -69,8 +69,9 @@ def _detect(exp: Exposure, sigma: float, cfg: CharacterizeConfig) -> Detections:
     det = detect_sources(exp.image, exp.variance, sigma, threshold=cfg.threshold, bad=bad)
     exp.mask.clear("DETECTED")
     # grow by a diamond of mask_grow pixels (a taxicab distance transform: one pass)
-    dist = ndimage.distance_transform_cdt(det.footprints == 0, metric="taxicab")
-    exp.mask.set("DETECTED", dist <= cfg.mask_grow)
+    if (det.footprints > 0).any():  # (with no footprint the transform has no origin: -1 everywhere)
+        dist = ndimage.distance_transform_cdt(det.footprints == 0, metric="taxicab")
+        exp.mask.set("DETECTED", dist <= cfg.mask_grow)
     return det
 
 
@@ -90,7 +91,8 @@ def characterize_image(exposure: Exposure, config: CharacterizeConfig | None = N
         exp.image[bad] = 0.0
     if not (exp.variance > 0).any():
         raise PsfFitError("characterize_image: the variance plane is empty; run ISR with variance first")
-    bkg = subtract_background(exp, mesh_size=cfg.mesh_size)
+    # first pass on every other pixel: the second, full-resolution pass removes its residual
+    bkg = subtract_background(exp, mesh_size=cfg.mesh_size, subsample=2)
     sky = float(np.median(bkg.values))
     n_cr = 0
     if cfg.repair_cosmic_rays:
@@ -102,16 +104,21 @@ def characterize_image(exposure: Exposure, config: CharacterizeConfig | None = N
     bkg.values = bkg.values + bkg2.values
     det = _detect(exp, cfg.psf_sigma_guess, cfg)
     exp.psf = GaussianPsf(cfg.psf_sigma_guess)
-    m = measure_sources(exp, det, MeasurementConfig(aperture_radii=(cfg.apcorr_radius,)))
+    # PSF candidates: only isolated detections that could reach psf_min_snr are measured here
+    rows = np.flatnonzero(
+        (det.parent < 0) & (det.n_child == 0) & (det.peak_significance > 0.5 * cfg.psf_min_snr)
+    )
+    m = measure_sources(exp, _subset(det, rows), MeasurementConfig(aperture_radii=(cfg.apcorr_radius,)))
     snr = m["psf_instFlux"] / m["psf_instFluxErr"]
     flags = m["pixelFlags_edge"] | m["pixelFlags_saturated"] | m["pixelFlags_cr"] | m["centroid_flag"]
-    good = (det.parent < 0) & (det.n_child == 0) & ~flags
-    cand = select_psf_stars(snr, m["ixx"], m["iyy"], good, min_snr=cfg.psf_min_snr)
+    cand = np.zeros(len(det), bool)
+    cand[rows] = select_psf_stars(snr, m["ixx"], m["iyy"], ~flags, min_snr=cfg.psf_min_snr)
     rng = np.random.default_rng(cfg.seed)
     reserved = cand & (rng.uniform(size=len(cand)) < cfg.reserve_fraction)
     use = cand & ~reserved
+    pos = np.searchsorted(rows, np.flatnonzero(use))
     fit = fit_pixel_psf(
-        exp.image, exp.variance, m["x"][use] - exp.bbox.x0, m["y"][use] - exp.bbox.y0,
+        exp.image, exp.variance, m["x"][pos] - exp.bbox.x0, m["y"][pos] - exp.bbox.y0,
         size=cfg.psf_size, order=cfg.psf_order, bad=exp.mask.any("BAD", "SAT", "CR"),
         xy0=(exp.bbox.x0, exp.bbox.y0),
     )  # fmt: skip
@@ -128,6 +135,22 @@ def characterize_image(exposure: Exposure, config: CharacterizeConfig | None = N
             m["x"][stars], m["y"][stars], m["psf_instFlux"][stars], ap_flux, ap_err
         )
     return CharacterizeResult(exp, det, m, bkg, used, reserved, apcorr, n_cr)
+
+
+def _subset(det: Detections, rows: np.ndarray) -> Detections:
+    """The detection rows ``rows`` (isolated sources: no parent, no children) as a Detections."""
+    import dataclasses
+
+    return dataclasses.replace(
+        det,
+        x=det.x[rows],
+        y=det.y[rows],
+        peak_significance=det.peak_significance[rows],
+        footprint_id=det.footprint_id[rows],
+        parent=np.full(len(rows), -1),
+        n_child=np.zeros(len(rows), np.int32),
+        footprint_area=det.footprint_area[rows],
+    )
 
 
 class CharacterizeImageTask(Task):

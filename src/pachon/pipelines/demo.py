@@ -66,8 +66,9 @@ class DemoConfig:
     transients
         Number of simulated transients (they make the alerts).
     process
-        Called with the open repository once the science raws are ingested (the prompt
-        service in ``pachon demo``); its result is ``DemoReport.processed``.  With ``None`` (or
+        Called as ``process(repo, since_ns)`` once the science raws are ingested (``since_ns``:
+        the time just before their ingest; ``pachon demo`` passes the prompt service); its
+        result is ``DemoReport.processed``.  With ``None`` (or
         fewer than 2 nights: the first night makes the templates) the AP preparation (cp,
         templates) is skipped and every raw is ingested at once.
     """
@@ -80,7 +81,7 @@ class DemoConfig:
     registry_url: str | None = None
     detectors: tuple[int, ...] | None = None
     transients: int = 8
-    process: Callable[[Any], Any] | None = None
+    process: Callable[[Any, int], Any] | None = None
 
 
 @dataclass
@@ -160,12 +161,15 @@ def run_demo(config: DemoConfig) -> DemoReport:
     if ap:
         prepare_ap_repo(repo, sim.instrument, [f"refcats/{sim_config.refcat_name}"], first_day)
         lap("calibrations and templates")
+        from pachon.repo.butler import now_ns
+
+        since_ns = now_ns()
         science = repo.ingest_raws(later)
         report.failures += science.failed
         report.ingest_summaries[f"{sim.instrument} raws (calibrations, template night)"] = raws.summary()
         report.ingest_summaries[f"{sim.instrument} raws (science visits)"] = science.summary()
         lap("ingest science")
-        report.processed = config.process(repo)
+        report.processed = config.process(repo, since_ns)
         lap("prompt processing")
     else:
         report.ingest_summaries[f"{sim.instrument} raws"] = raws.summary()

@@ -20,33 +20,41 @@ _log = logging.getLogger(__name__)
 
 
 class RowCumsum:
-    """Per-row cumulative sums of an image, with a leading zero column: ``C[j, i] = sum(row[:i])``."""
+    """Per-row cumulative sums of one or more same-shaped images, with a leading zero column.
 
-    def __init__(self, image: np.ndarray) -> None:
-        data = np.asarray(image, np.float64)
-        self.shape = data.shape
-        self.cum = np.zeros((data.shape[0], data.shape[1] + 1))
+    ``cum[j, i, k] = sum(images[k][j, :i])``; the images are interleaved so that one gather
+    serves all of them (the image and its variance, typically).
+    """
+
+    def __init__(self, *images: np.ndarray) -> None:
+        data = np.stack([np.asarray(a, np.float64) for a in images], axis=-1)
+        self.shape = data.shape[:2]
+        self.cum = np.zeros((data.shape[0], data.shape[1] + 1, data.shape[2]))
         np.cumsum(data, axis=1, out=self.cum[:, 1:])
 
-    def integral(self, row: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Integral of the row from its left edge (``x = -0.5``) to ``x = t`` (pixel-constant)."""
+    def chord(self, row: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """Integrals over ``[left, right]`` (pixel-constant rows, array x), shape ``row.shape + (k,)``."""
         nx = self.shape[1]
-        u = np.clip(t + 0.5, 0.0, float(nx))
-        i = np.minimum(np.floor(u).astype(np.int64), nx - 1)
-        frac = u - i
-        return self.cum[row, i] + frac * (self.cum[row, i + 1] - self.cum[row, i])
+
+        def at(t: np.ndarray) -> np.ndarray:
+            u = np.clip(t + 0.5, 0.0, float(nx))
+            i = np.minimum(u.astype(np.int64), nx - 1)
+            lo, hi = self.cum[row, i], self.cum[row, i + 1]
+            return lo + (u - i)[..., None] * (hi - lo)
+
+        return at(right) - at(left)
 
 
 def row_circle_sums(
     cum: RowCumsum, x: np.ndarray, y: np.ndarray, radius: float, *, chunk: int = 200_000
 ) -> np.ndarray:
-    """Sums of the image of ``cum`` inside circles of ``radius`` centred on ``(x, y)`` (array pixels).
+    """Sums of the images of ``cum`` inside circles of ``radius`` at ``(x, y)`` (array pixels): ``(n, k)``.
 
     Rows outside the image contribute nothing (the caller flags truncated apertures).
     """
     x, y = np.asarray(x, float), np.asarray(y, float)
     n = len(x)
-    out = np.zeros(n)
+    out = np.zeros((n, cum.cum.shape[2]))
     r = float(radius)
     offs = np.arange(-int(np.ceil(r)) - 1, int(np.ceil(r)) + 2)
     per = max(1, chunk // len(offs))
@@ -58,7 +66,6 @@ def row_circle_sums(
         w2 = r * r - dy * dy
         use = (w2 > 0) & (rows >= 0) & (rows < ny)
         w = np.sqrt(np.where(use, w2, 0.0))
-        rr = np.clip(rows, 0, ny - 1)
-        seg = cum.integral(rr, xs[:, None] + w) - cum.integral(rr, xs[:, None] - w)
-        out[s : s + per] = np.where(use, seg, 0.0).sum(axis=1)
+        seg = cum.chord(np.clip(rows, 0, ny - 1), xs[:, None] - w, xs[:, None] + w)
+        out[s : s + per] = np.where(use[..., None], seg, 0.0).sum(axis=1)
     return out

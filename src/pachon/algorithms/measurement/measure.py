@@ -223,9 +223,9 @@ def measure_sources(
             trunc = (fl & 0x10) != 0
         else:
             if cums is None:
-                cums = (RowCumsum(np.where(bad, 0.0, sub)), RowCumsum(sep_var))
-            s = row_circle_sums(cums[0], ax, ay, r)
-            e = np.sqrt(np.clip(row_circle_sums(cums[1], ax, ay, r), 0, None))
+                cums = RowCumsum(np.where(bad, 0.0, sub), sep_var)
+            sums = row_circle_sums(cums, ax, ay, r)
+            s, e = sums[:, 0], np.sqrt(np.clip(sums[:, 1], 0, None))
             trunc = np.zeros(n, bool)
         ee = sep.sum_circle(
             _sep_ready(kernel), np.array([float(kh)]), np.array([float(kh)]), float(r), subpix=0

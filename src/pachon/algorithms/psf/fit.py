@@ -19,7 +19,14 @@ from pachon.algorithms.measurement.stamps import extract_stamps
 from pachon.algorithms.psf.pixel_psf import PixelBasisPsf, fourier_shift, poly_design
 from pachon.core.errors import AlgorithmError
 
-__all__ = ["PsfFitError", "PsfFitResult", "fit_pixel_psf", "select_psf_stars"]
+__all__ = [
+    "PsfFitError",
+    "PsfFitResult",
+    "fit_pixel_psf",
+    "fit_psf_stamps",
+    "select_psf_stars",
+    "star_stamps",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -121,7 +128,37 @@ def fit_pixel_psf(
         )
     while order > 0 and len(x) < 3 * (order + 1) * (order + 2) // 2:
         order -= 1
+    shifted, pix_var, flux = star_stamps(image, variance, x, y, size, bad)
+    ok_pix = np.isfinite(pix_var)
+    px, py = x + xy0[0], y + xy0[1]
+    centre = (0.5 * (px.min() + px.max()), 0.5 * (py.min() + py.max()))
+    scale = (max(0.5 * np.ptp(px), 1.0), max(0.5 * np.ptp(py), 1.0))
+    used = (flux > 0) & ok_pix.all(axis=(1, 2))
+    coef, order, used, flux, chi2 = fit_psf_stamps(
+        shifted, pix_var, flux, used, px, py, centre, scale,
+        order=order, n_iter=n_iter, reject=reject, need=need,
+    )  # fmt: skip
+    psf = PixelBasisPsf(coef, order, centre, scale)
+    _log.info("PSF model: %d stars, order %d, size %d", int(used.sum()), order, size)
+    return PsfFitResult(psf, used, flux, chi2)
+
+
+def star_stamps(
+    image: np.ndarray,
+    variance: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    size: int,
+    bad: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stamps of the stars at ``(x, y)`` shifted to be centred, their variance and aperture flux.
+
+    Returns ``(shifted, pix_var, flux)``: ``(n, size, size)`` stamps (Fourier-shifted onto the
+    centroids), the pixel variances (``inf`` where off the image, bad or without variance) and
+    the flux inside the inscribed circle.
+    """
     h = size // 2
+    x, y = np.asarray(x, float), np.asarray(y, float)
     ix, iy = np.floor(x + 0.5).astype(int), np.floor(y + 0.5).astype(int)
     data, inside = extract_stamps(image, ix, iy, h)
     var, _ = extract_stamps(variance, ix, iy, h, fill=np.inf)
@@ -132,14 +169,35 @@ def fit_pixel_psf(
     shifted = fourier_shift(data, ix - x, iy - y)
     r2 = (np.arange(-h, h + 1)[None, :] ** 2 + np.arange(-h, h + 1)[:, None] ** 2).astype(float)
     flux = np.where(r2[None] <= h * h, shifted, 0.0).sum(axis=(1, 2))
-    np.sqrt(np.median(np.where(ok_pix, var, np.nan).reshape(len(x), -1), axis=1))
-    px, py = x + xy0[0], y + xy0[1]
-    centre = (0.5 * (px.min() + px.max()), 0.5 * (py.min() + py.max()))
-    scale = (max(0.5 * np.ptp(px), 1.0), max(0.5 * np.ptp(py), 1.0))
-    used = (flux > 0) & ok_pix.all(axis=(1, 2))
-    pix_var = np.where(ok_pix, var, np.inf)
-    chi2 = np.zeros(len(x))
-    coef = np.zeros((1, size, size))
+    return shifted, np.where(ok_pix, var, np.inf), flux
+
+
+def fit_psf_stamps(
+    shifted: np.ndarray,
+    pix_var: np.ndarray,
+    flux: np.ndarray,
+    used: np.ndarray,
+    px: np.ndarray,
+    py: np.ndarray,
+    centre: tuple[float, float],
+    scale: tuple[float, float],
+    *,
+    order: int,
+    n_iter: int = 3,
+    reject: float = 4.0,
+    need: int = 3,
+) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray]:
+    """The pixel-basis fit of centred star stamps at positions ``(px, py)`` (any coordinates).
+
+    ``shifted``: stamps centred on the stars; ``pix_var``: their variance (``inf`` = ignore);
+    ``flux``: first flux estimates; ``used``: stars allowed in.  The polynomial is in
+    ``((px, py) - centre) / scale``.  Returns the coefficient cube, the order kept, the stars
+    used after rejection, the refitted fluxes and each star's reduced χ².
+    """
+    ok_pix = np.isfinite(pix_var)
+    chi2 = np.zeros(len(px))
+    coef = np.zeros((1,) + shifted.shape[1:])
+    order_used = 0
     for it in range(n_iter + 1):
         if used.sum() < max(need, 2):
             raise PsfFitError(
@@ -156,11 +214,8 @@ def fit_pixel_psf(
         chi2 = resid.sum(axis=(1, 2)) / ok_pix.sum(axis=(1, 2)).clip(1)
         med = np.median(chi2[used])
         mad = 1.4826 * np.median(np.abs(chi2[used] - med)) + 1e-12
-        used &= (chi2 < med + reject * mad) & (flux > 0)
-    order = order_used
-    psf = PixelBasisPsf(coef, order, centre, scale)
-    _log.info("PSF model: %d stars, order %d, size %d", int(used.sum()), order, size)
-    return PsfFitResult(psf, used, flux, chi2)
+        used = used & (chi2 < med + reject * mad) & (flux > 0)
+    return coef, order_used, used, flux, chi2
 
 
 def _weighted_fit(
@@ -199,7 +254,8 @@ def _solve_orders(
     Every pixel's polynomial is fitted independently with inverse-variance weights of the
     flux-normalized stamps; a higher order is kept only when its χ² drop exceeds what noise
     alone gives for the added parameters by 3σ (a χ² test): with few or faint stars a pixel
-    basis otherwise fits noise and spurious variation leaks into the PSF fluxes.
+    basis otherwise fits noise and spurious variation leaks into the PSF fluxes.  Every order
+    up to ``max_order`` is tried against the best so far.
     """
     norm = shifted / flux[:, None, None]
     weight = np.where(used[:, None, None], flux[:, None, None] ** 2 / pix_var, 0.0)
@@ -216,8 +272,9 @@ def _solve_orders(
         dof = max(int((weight > 0).sum()) - n_pix * design.shape[1], 1)
         red = max(trial[2] / dof, 1e-12)
         added = n_pix * (design.shape[1] - best[0].shape[0])
-        if (best[2] - trial[2]) / red < added + 3.0 * np.sqrt(2.0 * added):
-            break
-        best, best_order = trial, order
+        # a failed order does not end the search: a field variation symmetric about the
+        # optical axis (r²) shows up at order 2 with nothing at order 1
+        if (best[2] - trial[2]) / red >= added + 3.0 * np.sqrt(2.0 * added):
+            best, best_order = trial, order
     _log.debug("PSF spatial order %d kept (of %d)", best_order, max_order)
     return best[0], best_order, best[1]

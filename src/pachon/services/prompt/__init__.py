@@ -6,9 +6,11 @@ whole chain (raw ingest → alert packets written) goes to ``DIR/prompt/latency.
 
 from __future__ import annotations
 
+from pachon.services.prompt.export import alert_summary, export_alerts
 from pachon.services.prompt.latency import LATENCY_FILE, STEPS, append_latency, latency_path, read_latency
 from pachon.services.prompt.service import PromptConfig, PromptService, default_inputs
 from pachon.services.prompt.worker import DetectorJob, detector_run, process_detector
 
 __all__ = ["PromptConfig", "PromptService", "default_inputs", "DetectorJob", "process_detector",
-           "detector_run", "LATENCY_FILE", "STEPS", "latency_path", "read_latency", "append_latency"]
+           "detector_run", "LATENCY_FILE", "STEPS", "latency_path", "read_latency", "append_latency",
+           "export_alerts", "alert_summary"]

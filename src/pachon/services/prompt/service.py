@@ -46,6 +46,8 @@ class PromptConfig:
         Input collections of the AP pipeline per instrument (`default_inputs` when None).
     overrides
         Extra task config per label (as `load_ap_pipeline`).
+    since_ns
+        Only raws ingested at or after this time (ns TAI; e.g. not the template epoch); all when None.
     """
 
     repo: Path
@@ -55,6 +57,7 @@ class PromptConfig:
     poll_s: float = 2.0
     inputs: list[str] | None = None
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    since_ns: int | None = None
 
 
 def default_inputs(repo: Any, instrument: str) -> list[str]:
@@ -102,6 +105,8 @@ class PromptService:
             cfg = self.config
             for ref in new:
                 ingest_ns = self.repo.provenance(ref).created_ns or 0
+                if cfg.since_ns is not None and ingest_ns < cfg.since_ns:
+                    continue
                 jobs.append(DetectorJob(str(self.repo.root), instrument, int(ref.data_id["exposure"]),
                                         int(ref.data_id["detector"]), int(ingest_ns), list(inputs),
                                         cfg.apdb_url, cfg.stream_url, dict(cfg.overrides)))
