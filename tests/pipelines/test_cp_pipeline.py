@@ -29,7 +29,9 @@ def test_one_run_per_input_filters_and_certified_in_place(night):
     counts = {lb: c["succeeded"] for lb, c in report.counts().items()}
     # per-input filters: 5 biases (3 of the night, 2 of the ptc day), 3 darks, 18 flats (4 + 14)
     assert counts == {"cpBiasProc": 5, "cpPtc": 1, "cpBias": 1, "cpDarkProc": 3, "cpDark": 1,
-                      "cpFlatProc": 18, "cpFlat": 1, "cpDefects": 1}
+                      "cpFlatProc": 18, "cpFlat": 1, "cpDefects": 1,
+                      # the night has no crosstalk or star-field (bfk) exposures
+                      "cpCrosstalk": 0, "cpBfkProc": 0, "cpBfk": 0}
     for name in ("bias", "dark", "flat", "ptc", "linearity", "defects"):
         assert night.repo.get_dataset_type(name).is_calibration
         made = night.repo.query_datasets(name, night.repo.get_chain(CP_OUTPUT)[0])

@@ -26,8 +26,9 @@ BAD = 2
 
 def _corrupt(repo: Repository, instrument: str, detector: int) -> None:
     """Overwrite the stored raw of one detector with bytes that are not FITS (a damaged file)."""
-    ref = repo.query_datasets("raw", f"{instrument}/raw/all", where="exposure.observation_type = 'science' "
-                              "AND detector = :d", bind={"d": detector})[0]
+    refs = repo.query_datasets("raw", f"{instrument}/raw/all", where="exposure.observation_type = 'science' "
+                               "AND detector = :d", bind={"d": detector})
+    ref = max(refs, key=lambda r: r.data_id["exposure"])  # the science visit, not the template epoch
     path = Path(repo.datastore.full_path(repo.file_record(ref).path))
     path.write_bytes(b"\0" * path.stat().st_size)
 

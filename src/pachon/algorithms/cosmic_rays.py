@@ -27,7 +27,6 @@ __all__ = ["find_cosmic_rays", "laplacian_plus", "repair_cosmic_rays"]
 _log = logging.getLogger(__name__)
 
 
-
 def laplacian_plus(data: np.ndarray) -> np.ndarray:
     """L.A.Cosmic's Laplacian: of the 2x-subsampled image, negatives clipped, block-averaged back.
 

@@ -37,6 +37,9 @@ class CalibrateConfig:
     extendedness_ratio: float = 0.985
     #: dataset type name of the reference catalogue shards (healpix7)
     refcat_name: str = "sim_gaia"
+    #: fit a colour term against the reference colour ``a - b`` (mag) of these two bands
+    #: (``{a}_flux``, ``{b}_flux`` columns); None: zero point only
+    colour_bands: tuple[str, str] | None = None
 
 
 @dataclass
@@ -107,10 +110,11 @@ def calibrate_image(
     m["psfFlux_apCorr"], m["psfFlux_apCorrErr"] = corr, corr_err
     si, ri = idx[astro.src_index], astro.ref_index
     phot = (snr[si] > cfg.photometry_min_snr) & (char.detections.parent[si] < 0)
+    colour = _reference_colour(refcat, cfg.colour_bands, ri[phot], data_id)
     zp = fit_zero_point(
         m["psf_instFlux"][si][phot], m["psf_instFluxErr"][si][phot],
         np.asarray(refcat[flux_col], float)[ri][phot], np.asarray(refcat[f"{band}_fluxErr"], float)[ri][phot],
-        data_id=data_id,
+        colour=colour, colour_term=None if colour is not None else 0.0, data_id=data_id,
     )  # fmt: skip
     exp.photo_calib = zp.photo_calib
     ref_ap = next((k for k in ("ap17_instFlux", "ap12_instFlux") if k in m), None)
@@ -128,6 +132,26 @@ def calibrate_image(
     }
     table = to_source_table(exp, m, extra=extra)
     return CalibrateResult(exp, table, astro, zp)
+
+
+def _reference_colour(
+    refcat: dict[str, np.ndarray], bands: tuple[str, str] | None, rows: np.ndarray, data_id: str
+) -> np.ndarray | None:
+    """Reference colour ``m_a - m_b`` of ``rows`` (None without ``colour_bands``)."""
+    if bands is None:
+        return None
+    cols = [f"{b}_flux" for b in bands]
+    missing = [c for c in cols if c not in refcat]
+    if missing:
+        from pachon.core.errors import ConfigError
+
+        raise ConfigError(
+            f"calibrate {data_id}: colour_bands={bands!r} needs reference columns {missing}; "
+            "set CalibrateConfig.colour_bands to bands the reference catalogue has"
+        )
+    fa, fb = (np.asarray(refcat[c], float)[rows] for c in cols)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return -2.5 * np.log10(fa / fb)
 
 
 class CalibrateTask(Task):

@@ -36,7 +36,7 @@ _log = logging.getLogger(__name__)
 _FLAT_DIMS = (*DET, "physical_filter")
 
 #: Calibration dataset types written by the cp pipeline (certified as written).
-CP_PRODUCTS = ("bias", "dark", "flat", "ptc", "linearity", "defects")
+CP_PRODUCTS = ("bias", "dark", "flat", "ptc", "linearity", "defects", "crosstalk", "bfk", "ghost")
 
 
 def calibration_output(name: str, doc: str = "") -> Output:

@@ -45,11 +45,13 @@ CALIBRATION_TYPES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "linearity": ("linearity", DET, "Numpy"),
     "bfk": ("bfk", DET, "Numpy"),
     "defects": ("defects", DET, "Numpy"),
+    "ghost": ("ghost", DET, "Json"),
 }
 
 #: Calibration name → the `IsrConfig` flag of the step that needs it.
 STEP_CALIBRATIONS = {"bias": "do_bias", "dark": "do_dark", "flat": "do_flat", "crosstalk": "do_crosstalk",
-                     "linearity": "do_linearity", "bfk": "do_brighter_fatter", "defects": "do_defects"}
+                     "linearity": "do_linearity", "bfk": "do_brighter_fatter", "defects": "do_defects",
+                     "ghost": "do_ghosts"}
 
 
 def header_wcs(header: Any) -> Any:
@@ -157,6 +159,11 @@ def isr_calibs_from(inputs: dict[str, Any], detector: Any, data_id: dict[str, An
     ------
     ConfigError
         A ``ptc`` calibration for another number of amplifiers.
+
+    Notes
+    -----
+    A ``ghost`` calibration (Json of `GhostModel.to_dict`) becomes ``calibs.ghost_model``; ISR
+    masks ghosts only where ``calibs.bright_stars`` is also given.
     """
     calibs = IsrCalibs(bias=inputs.get("bias"), dark=inputs.get("dark"), flat=inputs.get("flat"),
                        defects=inputs.get("defects"), bf_kernel=inputs.get("bfk"),
@@ -169,6 +176,11 @@ def isr_calibs_from(inputs: dict[str, Any], detector: Any, data_id: dict[str, An
                               f"{detector.name} has {n} amplifiers; certify this detector's ptc")
         calibs.gains = np.asarray(ptc["gain"], float)
         calibs.read_noise = np.asarray(ptc["read_noise"], float)
+    ghost = inputs.get("ghost")
+    if ghost is not None:
+        from pachon.algorithms.isr import GhostModel
+
+        calibs.ghost_model = ghost if isinstance(ghost, GhostModel) else GhostModel.from_dict(ghost)
     return calibs
 
 

@@ -69,6 +69,14 @@ class ServiceSettings(BaseModel):
         ``postgresql+psycopg://`` URL is accepted).
     tap_reader_role
         Name of the read-only role queries run as (default ``<database>_tap_reader``).
+    apdb_url
+        SQLAlchemy URL of the APDB whose tables TAP serves in the schema ``apdb``
+        (``sqlite:///PATH`` or ``postgresql+psycopg://...``).  None (the default):
+        ``sqlite:///<repo>/apdb.sqlite3`` when that file exists (where the AP pipeline writes it),
+        else no APDB; an empty string: no APDB.  See `resolved_apdb_url`.
+    apdb_refresh_s
+        Least interval (seconds) between two checks, before a query, of whether the APDB
+        changed; a change reloads its tables.
     """
 
     repo: Path
@@ -87,12 +95,21 @@ class ServiceSettings(BaseModel):
     tap_backend: Literal["duckdb", "postgresql"] = "duckdb"
     tap_database_url: str | None = None
     tap_reader_role: str | None = None
+    apdb_url: str | None = None
+    apdb_refresh_s: float = Field(10.0, ge=0)
 
     def resolved_data_dir(self) -> Path:
         """The data folder (created when missing): ``data_dir`` or ``<repo>/services``."""
         path = Path(self.data_dir) if self.data_dir is not None else Path(self.repo) / "services"
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def resolved_apdb_url(self) -> str | None:
+        """The APDB served: ``apdb_url``, or ``<repo>/apdb.sqlite3`` when None and that file exists."""
+        if self.apdb_url is not None:
+            return self.apdb_url or None
+        path = Path(self.repo) / "apdb.sqlite3"
+        return f"sqlite:///{path.resolve()}" if path.is_file() else None
 
     def anonymous_scopes_for(self, service: str) -> frozenset[str]:
         """Scopes granted without a token by ``service``."""

@@ -49,16 +49,22 @@ def double_gaussian_psf(sigma: float, half: int | None = None) -> ImagePsf:
     return ImagePsf(_profile(xx, yy, sigma))
 
 
-def draw_points(image: np.ndarray, x: np.ndarray, y: np.ndarray, flux: np.ndarray, sigma: float) -> None:
-    """Add point sources (double-Gaussian PSF of core width ``sigma``) to ``image`` in place."""
+def draw_points(
+    image: np.ndarray, x: np.ndarray, y: np.ndarray, flux: np.ndarray, sigma: float | np.ndarray
+) -> None:
+    """Add point sources (double-Gaussian PSF of core width ``sigma``) to ``image`` in place.
+
+    ``sigma`` is one width for all sources or one per source.
+    """
     if len(x) == 0:
         return
-    half = math.ceil(8 * sigma)
+    sig = np.broadcast_to(np.asarray(sigma, float), np.shape(x))
+    half = math.ceil(8 * float(sig.max()))
     off = np.arange(-half, half + 1)
     ix, iy = np.rint(x).astype(int), np.rint(y).astype(int)
     px = ix[:, None, None] + off[None, None, :]
     py = iy[:, None, None] + off[None, :, None]
-    stamps = _profile(px - x[:, None, None], py - y[:, None, None], sigma) * flux[:, None, None]
+    stamps = _profile(px - x[:, None, None], py - y[:, None, None], sig[:, None, None]) * flux[:, None, None]
     h, w = image.shape
     ok = (px >= 0) & (px < w) & (py >= 0) & (py < h)
     px, py = np.broadcast_arrays(px, py)
@@ -84,6 +90,15 @@ class PairSpec:
     trails: list[tuple[float, float, float]] = field(default_factory=list)  # (length, angle deg, flux)
     n_cosmic_rays: int = 0
     background_science: tuple[float, float, float] = (0.0, 0.0, 0.0)  # a + b x + c y
+    # science core width grows linearly by this much from pixel (0, 0) to (w - 1, h - 1),
+    # centred on sigma_science (the attached PSF is the one at the centre); template constant
+    science_psf_variation: float = 0.0
+
+    def science_sigma_at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Science PSF core width at array positions ``(x, y)``."""
+        h, w = self.shape
+        t = 0.5 * (np.asarray(x, float) / (w - 1) + np.asarray(y, float) / (h - 1)) - 0.5
+        return self.sigma_science + self.science_psf_variation * t
 
 
 def make_pair(spec: PairSpec, seed: int = 0) -> tuple[Exposure, Exposure, dict[str, dict[str, np.ndarray]]]:
@@ -123,13 +138,13 @@ def make_pair(spec: PairSpec, seed: int = 0) -> tuple[Exposure, Exposure, dict[s
         }
         k += nd
     draw_points(tpl, sx, sy, sflux, spec.sigma_template)
-    draw_points(sci, sci_x, sci_y, sci_flux, spec.sigma_science)
+    draw_points(sci, sci_x, sci_y, sci_flux, spec.science_sigma_at(sci_x, sci_y))
     nt = len(spec.transient_flux)
     if nt:
         tx, ty = rng.uniform(m, w - m, nt), rng.uniform(m, h - m, nt)
         if spec.transient_xy is not None:
             tx, ty = np.asarray(spec.transient_xy, float).T
-        draw_points(sci, tx, ty, np.asarray(spec.transient_flux, float), spec.sigma_science)
+        draw_points(sci, tx, ty, np.asarray(spec.transient_flux, float), spec.science_sigma_at(tx, ty))
         truth["transients"] = {"x": tx, "y": ty, "flux": np.asarray(spec.transient_flux, float)}
     if spec.trails:
         rows = np.array(spec.trails, float)
@@ -137,13 +152,8 @@ def make_pair(spec: PairSpec, seed: int = 0) -> tuple[Exposure, Exposure, dict[s
         for (length, angle, flux), x0, y0 in zip(rows, cx, cy, strict=True):
             t = np.linspace(-0.5, 0.5, max(2, int(4 * length)))
             a = math.radians(angle)
-            draw_points(
-                sci,
-                x0 + t * length * math.cos(a),
-                y0 + t * length * math.sin(a),
-                np.full(len(t), flux / len(t)),
-                spec.sigma_science,
-            )
+            px_, py_ = x0 + t * length * math.cos(a), y0 + t * length * math.sin(a)
+            draw_points(sci, px_, py_, np.full(len(t), flux / len(t)), spec.science_sigma_at(px_, py_))
         truth["trails"] = {"x": cx, "y": cy, "length": rows[:, 0], "angle": rows[:, 1], "flux": rows[:, 2]}
     yy, xx = np.mgrid[0:h, 0:w]
     a, b, c = spec.background_science

@@ -9,7 +9,14 @@ the dataset ids is kept in the file):
 - ``ivoa.ObsCore`` from `pachon.services.images.obscore.build_obscore` (skipped with a log line
   when that module is absent);
 - ``pachon.provenance`` and ``pachon.provenance_input`` from the registry;
+- the APDB tables (``apdb.DiaObject``, ``apdb.DiaSource``...; see
+  `pachon.services.tap.apdb_tables`) when an APDB URL is given;
 - ``TAP_SCHEMA`` (see `pachon.services.tap.tap_schema`).
+
+The APDB changes while the service runs (every visit of prompt processing): `refresh_apdb`,
+called before each query, checks the APDB's cheap fingerprint at most every ``apdb_refresh_s``
+seconds and, when it changed, rebuilds only the APDB tables and TAP_SCHEMA in a copy of the
+database file, then swaps it in (queries go on against the old file meanwhile).
 
 Each data table carries a hidden column ``_pachon_run`` (the dataset's RUN) so the translator can
 keep only rows of collections the user may see; rows are sorted by declination so DuckDB's
@@ -26,10 +33,13 @@ Q3C) has the same interface (``dialect``, ``tables``, ``keys``, ``execute``, ``r
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
+import shutil
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +61,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 RUN_COLUMN = "_pachon_run"
-_FORMAT_VERSION = "4"
+_FORMAT_VERSION = "5"
 _POSITION_COLUMNS = (("coord_ra", "coord_dec"), ("ra", "dec"), ("s_ra", "s_dec"))
 
 
@@ -124,6 +134,10 @@ class CatalogDatabase:
         DuckDB worker threads per query.
     filename
         Name of the database file in ``data_dir``.
+    apdb_url
+        SQLAlchemy URL of the APDB whose tables are served too (None: none).
+    apdb_refresh_s
+        Least interval between two checks of the APDB fingerprint by `refresh_apdb`.
     """
 
     #: SQL dialect the translator writes for this back end.
@@ -136,8 +150,14 @@ class CatalogDatabase:
         *,
         threads: int | None = None,
         filename: str = "catalog.duckdb",
+        apdb_url: str | None = None,
+        apdb_refresh_s: float = 10.0,
     ) -> None:
         self.repo = repo
+        self.apdb_url = apdb_url or None
+        self.apdb_refresh_s = apdb_refresh_s
+        self._apdb_engine: Any = None
+        self._apdb_checked = 0.0
         self.path = Path(data_dir) / filename
         self.threads = threads or max(1, min(4, os.cpu_count() or 1))
         self.tables: dict[str, ServedTable] = {}
@@ -170,25 +190,116 @@ class CatalogDatabase:
         return sources, digest.hexdigest()
 
     def refresh(self) -> None:
-        """(Re)build the database file when the repository changed, then (re)open it."""
+        """(Re)build the database file when the repository or the APDB changed, then (re)open it."""
         with self._lock:
-            sources, fingerprint = self._sources()
-            if self._stored_fingerprint() != fingerprint:
-                self._build(sources, fingerprint)
+            sources, repo_fingerprint = self._sources()
+            apdb_fingerprint = self._apdb_fingerprint()
+            fingerprint = _combine(repo_fingerprint, apdb_fingerprint)
+            stored = self._stored_meta()
+            if stored.get("fingerprint") != fingerprint:
+                if stored.get("repo_fingerprint") == repo_fingerprint:
+                    self._rebuild_apdb(stored, fingerprint, apdb_fingerprint)
+                else:
+                    self._build(sources, {"fingerprint": fingerprint, "repo_fingerprint": repo_fingerprint,
+                                          "apdb_fingerprint": apdb_fingerprint})
             self._open()
+            self._apdb_checked = time.monotonic()
 
-    def _stored_fingerprint(self) -> str | None:
+    def refresh_apdb(self, *, force: bool = False) -> bool:
+        """Reload the APDB tables if the APDB changed (checked at most every ``apdb_refresh_s``).
+
+        Returns
+        -------
+        bool
+            Whether the tables were reloaded.
+        """
+        if self.apdb_url is None or (
+            not force and time.monotonic() - self._apdb_checked < self.apdb_refresh_s
+        ):
+            return False
+        with self._lock:
+            if not force and time.monotonic() - self._apdb_checked < self.apdb_refresh_s:
+                return False  # another thread just checked
+            self._apdb_checked = time.monotonic()
+            stored = self._stored_meta()
+            apdb_fingerprint = self._apdb_fingerprint()
+            if stored.get("apdb_fingerprint") == apdb_fingerprint:
+                return False
+            if "repo_fingerprint" not in stored:  # the file vanished or is of an older format
+                self._apdb_checked = 0.0
+                raise ConfigError(f"the TAP catalog database {self.path} is not usable; restart the service")
+            fingerprint = _combine(stored["repo_fingerprint"], apdb_fingerprint)
+            self._rebuild_apdb(stored, fingerprint, apdb_fingerprint)
+            self._open()
+            return True
+
+    def _apdb_fingerprint(self) -> str:
+        if self.apdb_url is None:
+            return ""
+        from pachon.services.tap.apdb_tables import apdb_engine, apdb_fingerprint
+
+        if self._apdb_engine is None:
+            self._apdb_engine = apdb_engine(self.apdb_url)
+        return apdb_fingerprint(self._apdb_engine)
+
+    def _stored_meta(self) -> dict[str, str]:
         import duckdb
 
         if not self.path.exists():
-            return None
+            return {}
         try:
             with duckdb.connect(str(self.path), read_only=True) as conn:
-                return conn.execute("SELECT value FROM pachon.meta WHERE key = 'fingerprint'").fetchone()[0]
+                return dict(conn.execute("SELECT key, value FROM pachon.meta").fetchall())
         except duckdb.Error:
-            return None
+            return {}
 
-    def _build(self, sources: list, fingerprint: str) -> None:
+    def _load_apdb(self, conn: Any, tables: list[ServedTable]) -> list[ServedTable]:
+        if self.apdb_url is None:
+            return []
+        from pachon.services.tap.apdb_tables import load_apdb
+
+        if self._apdb_engine is None:
+            from pachon.services.tap.apdb_tables import apdb_engine
+
+            self._apdb_engine = apdb_engine(self.apdb_url)
+        return load_apdb(conn, self._apdb_engine, {t.qualified.lower() for t in tables})
+
+    def _rebuild_apdb(self, stored: dict[str, str], fingerprint: str, apdb_fingerprint: str) -> None:
+        """Replace the APDB tables and TAP_SCHEMA in a copy of the database, then swap it in."""
+        import duckdb
+
+        from pachon.services.tap.builders import read_served_tables, write_tap_schema
+
+        tmp = self.path.with_name(self.path.name + ".building")
+        shutil.copyfile(self.path, tmp)
+        old = set(json.loads(stored.get("apdb_tables", "[]")))
+        _log.info("the APDB changed: reloading its tables into %s", self.path)
+        with duckdb.connect(str(tmp)) as conn:
+            conn.execute(f"SET threads = {self.threads}")
+            kept = [
+                t for t in read_served_tables(conn) if t.qualified not in old and t.schema != "TAP_SCHEMA"
+            ]
+            for name in sorted(old):
+                schema, table = name.split(".", 1)
+                conn.execute(f'DROP TABLE IF EXISTS "{schema}"."{table}"')
+            conn.execute('DROP SCHEMA "TAP_SCHEMA" CASCADE; DROP TABLE pachon.served')
+            apdb = self._load_apdb(conn, kept)
+            write_tap_schema(conn, kept + apdb)
+            self._write_meta(conn, {"fingerprint": fingerprint, "repo_fingerprint": stored["repo_fingerprint"],
+                                    "apdb_fingerprint": apdb_fingerprint}, apdb)
+            conn.execute("CHECKPOINT")
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        os.replace(tmp, self.path)
+
+    @staticmethod
+    def _write_meta(conn: Any, meta: dict[str, str], apdb: list[ServedTable]) -> None:
+        rows = [*meta.items(), ("apdb_tables", json.dumps([t.qualified for t in apdb]))]
+        conn.execute("DELETE FROM pachon.meta")
+        conn.executemany("INSERT INTO pachon.meta VALUES (?, ?)", [list(r) for r in rows])
+
+    def _build(self, sources: list, meta: dict[str, str]) -> None:
         import duckdb
 
         from pachon.services.tap.builders import (
@@ -219,8 +330,9 @@ class CatalogDatabase:
                 if obscore is not None:
                     tables.append(obscore)
             tables.extend(load_provenance(conn, self.repo))
-            write_tap_schema(conn, tables)
-            conn.execute("INSERT INTO pachon.meta VALUES ('fingerprint', ?)", [fingerprint])
+            apdb = self._load_apdb(conn, tables)
+            write_tap_schema(conn, tables + apdb)
+            self._write_meta(conn, meta, apdb)
             conn.execute("CHECKPOINT")
         os.replace(tmp, self.path)
 
@@ -288,11 +400,14 @@ class CatalogDatabase:
             cursor.close()
 
     def close(self) -> None:
-        """Close the database."""
+        """Close the database (and the APDB connections)."""
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            if self._apdb_engine is not None:
+                self._apdb_engine.dispose()
+                self._apdb_engine = None
 
 
 def open_backend(repo: Any, settings: Any) -> Any:
@@ -305,8 +420,9 @@ def open_backend(repo: Any, settings: Any) -> Any:
     """
     data_dir = settings.resolved_data_dir()
     backend = getattr(settings, "tap_backend", "duckdb")
+    apdb = {"apdb_url": settings.resolved_apdb_url(), "apdb_refresh_s": settings.apdb_refresh_s}
     if backend == "duckdb":
-        return CatalogDatabase(repo, data_dir)
+        return CatalogDatabase(repo, data_dir, **apdb)
     if backend == "postgresql":
         from pachon.services.tap.postgres import PostgresCatalog
 
@@ -320,8 +436,13 @@ def open_backend(repo: Any, settings: Any) -> Any:
             settings.tap_database_url,
             reader_role=settings.tap_reader_role,
             default_timeout_s=settings.async_timeout_s,
+            **apdb,
         )
     raise ConfigError(f"unknown tap_backend {backend!r}; use 'duckdb' or 'postgresql'")
+
+
+def _combine(repo_fingerprint: str, apdb_fingerprint: str) -> str:
+    return hashlib.sha256(f"{repo_fingerprint}/{apdb_fingerprint}".encode()).hexdigest()
 
 
 def _obscore_builder() -> Any:

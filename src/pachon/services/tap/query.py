@@ -191,8 +191,17 @@ def run_query(context: Any, user: User, params: QueryParams, *, timeout_s: float
     QueryError
         Translation or execution errors, and timeouts (`QueryTimeoutError`).
     """
+    from pachon.services.tap.apdb_tables import APDB_COLLECTION
+
     db = context.catalogs
-    visible = None if user.is_admin else context.visible_runs(user)
+    refresh_apdb = getattr(db, "refresh_apdb", None)
+    if refresh_apdb is not None:
+        refresh_apdb()
+    visible = None
+    if not user.is_admin:  # RUN collections, and the pseudo-collection of the APDB rows
+        visible = context.visible_runs(user)
+        if context.auth.visible(user, APDB_COLLECTION):
+            visible.append(APDB_COLLECTION)
     upload_names = {n: f"tap_upload_{n}" for n in params.uploads}
     tr = translate(
         params.query,

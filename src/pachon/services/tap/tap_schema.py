@@ -222,11 +222,23 @@ _KEYS = [
 ]
 
 
+#: Foreign keys between served tables, declared when both tables and both columns are served.
+_OPTIONAL_KEYS = [
+    ("pachon.provenance_input", "dataset_id", "pachon.provenance", "dataset_id"),
+    ("apdb.DiaSource", "diaObjectId", "apdb.DiaObject", "diaObjectId"),
+    ("apdb.DiaForcedSource", "diaObjectId", "apdb.DiaObject", "diaObjectId"),
+    ("apdb.DiaSource", "ssObjectId", "apdb.SSObject", "ssObjectId"),
+    ("apdb.SSSource", "ssObjectId", "apdb.SSObject", "ssObjectId"),
+    ("apdb.SSSource", "diaSourceId", "apdb.DiaSource", "diaSourceId"),
+]
+
+
 def _extra_keys(tables: list[ServedTable]) -> list[tuple[str, str, str, str]]:
-    names = {t.qualified for t in tables}
-    if {"pachon.provenance", "pachon.provenance_input"} <= names:
-        return [("pachon.provenance_input", "dataset_id", "pachon.provenance", "dataset_id")]
-    return []
+    columns = {t.qualified: {c.name for c in t.columns} for t in tables}
+    return [
+        k for k in _OPTIONAL_KEYS
+        if k[1] in columns.get(k[0], ()) and k[3] in columns.get(k[2], ())
+    ]
 
 
 def _append(target: dict[str, list], **values: Any) -> None:

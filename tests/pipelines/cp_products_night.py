@@ -1,0 +1,64 @@
+"""Dedicated calibration exposures of the simulated night for the crosstalk and BF products.
+
+Separate from :mod:`night_helpers` (the shared night stays as it is): raws with bright blocks
+(``crosstalk``) and star fields with brighter-fatter (``bfk``), ingested into their own RUN the
+day after the ptc day, so no other test sees them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from night_helpers import SEED
+
+from pachon.sim.config import DetectorConfig
+from pachon.sim.render import brighter_fatter
+from pachon.sim.writer import RawMetadata, raw_header, write_raw
+
+EXTRA_RAW = "PachonTestCam/raw/cp_products"
+DAY = 20240401
+#: the simulator's default brighter-fatter strength (the night itself is simulated without BF)
+BF_TRUTH = DetectorConfig().brighter_fatter
+BF_SKY = 500.0
+
+
+def crosstalk_scene(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Bright blocks (60000 e-) at random places: sources at different readout pixels per amplifier."""
+    expected = np.zeros(shape)
+    for x, y in rng.integers(0, shape[1] - 32, (60, 2)):
+        expected[y : y + 24, x : x + 24] = 60000.0
+    return expected
+
+
+def star_field(shape: tuple[int, int], rng: np.random.Generator, strength: float) -> np.ndarray:
+    """A grid of Gaussian stars (sigma 1.7 px, 1e4 .. 3e5 e-) with the simulator's BF, on a sky."""
+    yy, xx = np.mgrid[-10:11, -10:11]
+    psf = np.exp(-0.5 * (xx**2 + yy**2) / 1.7**2)
+    psf /= psf.sum()
+    centres = np.arange(14, shape[0] - 14, 22)
+    image = np.zeros(shape)
+    fluxes = np.exp(rng.uniform(np.log(1e4), np.log(3e5), (centres.size, centres.size)))
+    for i, y in enumerate(centres):
+        for j, x in enumerate(centres):  # a few hundred stars, built once per test session
+            image[y - 10 : y + 11, x - 10 : x + 11] += fluxes[i, j] * psf
+    return brighter_fatter(image, strength) + BF_SKY
+
+
+def write_cp_product_raws(sim: Any, raw_dir: Path, *, n_crosstalk: int = 4, n_bfk: int = 3) -> list[Path]:
+    """Write the dedicated exposures; return their paths."""
+    det = sim.detectors[0]
+    rng = np.random.default_rng([SEED, 21])
+    plan = [("crosstalk", crosstalk_scene(det.bbox.shape, rng)) for _ in range(n_crosstalk)]
+    plan += [("bfk", star_field(det.bbox.shape, rng, BF_TRUTH)) for _ in range(n_bfk)]
+    paths = []
+    for k, (kind, expected) in enumerate(plan):
+        seq = 700 + k
+        meta = RawMetadata(kind, DAY, seq, 60402.2 + k / 1440, 1.0, 1.0, band="r", seed=SEED)
+        raws, _ = sim.expose(expected, det, dark_time=1.0, rng=np.random.default_rng([SEED, 6, k]),
+                             cosmic_rays=False)
+        path = raw_dir / f"PachonTestCam_O_{DAY}_{seq:06d}_{det.name}.fits"
+        write_raw(path, sim.instrument, det, raws, raw_header(sim.instrument, det, meta))
+        paths.append(path)
+    return paths
