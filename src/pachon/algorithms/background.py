@@ -183,14 +183,22 @@ def estimate_background(
     ny, nx = image.shape
     my, mx = max(1, round(ny / mesh_size)), max(1, round(nx / mesh_size))
     by, bx = -(-ny // my), -(-nx // mx)  # mesh height and width that tile the image
-    padded = np.full((my * by, mx * bx), np.nan, dtype=np.float64)
-    padded[:ny, :nx] = image
-    bad = ~np.isfinite(padded)
-    if mask is not None:
-        bad[:ny, :nx] |= mask
-    padded[bad] = np.nan
     k = max(1, int(subsample))
-    cube = padded.reshape(my, by, mx, bx)[:, ::k, :, ::k]
+    if my * by == ny and mx * bx == nx:  # meshes tile the image exactly: no padded copy
+        data = np.asarray(image).reshape(my, by, mx, bx)[:, ::k, :, ::k]
+        bad = None if mask is None else np.asarray(mask, bool).reshape(my, by, mx, bx)[:, ::k, :, ::k]
+    else:
+        data = np.full((my * by, mx * bx), np.nan, dtype=np.float32)
+        data[:ny, :nx] = image
+        bad = None
+        if mask is not None:
+            bad = np.zeros(data.shape, bool)
+            bad[:ny, :nx] = mask
+        data = data.reshape(my, by, mx, bx)[:, ::k, :, ::k]
+        bad = None if bad is None else bad.reshape(my, by, mx, bx)[:, ::k, :, ::k]
+    cube = np.asarray(data, np.float32)
+    if bad is not None:
+        cube = np.where(bad, np.float32(np.nan), cube)
     cube = cube.transpose(0, 2, 1, 3).reshape(my, mx, -1)
     values, rms, count = _clipped_stats(cube, nsigma, n_iter, statistic)
     valid_y = np.minimum(by, ny - np.arange(my) * by)[:, None] * np.minimum(bx, nx - np.arange(mx) * bx)[None]

@@ -125,6 +125,10 @@ class PostgresCatalog:
         The reader role's default ``statement_timeout``.
     pool_size
         Idle reader connections kept open.
+    apdb_url, apdb_refresh_s
+        The APDB served too, and the least interval between checks of whether it changed
+        (see `CatalogDatabase`); an APDB change reloads only the ``apdb`` and ``TAP_SCHEMA``
+        schemas.
 
     Raises
     ------
@@ -144,6 +148,8 @@ class PostgresCatalog:
         reader_role: str | None = None,
         default_timeout_s: float = 3600.0,
         pool_size: int = 8,
+        apdb_url: str | None = None,
+        apdb_refresh_s: float = 10.0,
     ) -> None:
         try:
             import psycopg
@@ -159,7 +165,9 @@ class PostgresCatalog:
         self._password = secrets.token_hex(16)
         self._idle: list[Any] = []
         self._lock = threading.Lock()
-        self.stage = CatalogDatabase(repo, data_dir, filename="tap_stage.duckdb")
+        self.stage = CatalogDatabase(
+            repo, data_dir, filename="tap_stage.duckdb", apdb_url=apdb_url, apdb_refresh_s=apdb_refresh_s
+        )
         self.tables = self.stage.tables
         self.keys = self.stage.keys
         self._load_if_changed()
@@ -171,14 +179,23 @@ class PostgresCatalog:
         self.tables, self.keys = self.stage.tables, self.stage.keys
         self._load_if_changed()
 
+    def refresh_apdb(self, *, force: bool = False) -> bool:
+        """Reload the APDB tables (staging, then PostgreSQL) if the APDB changed; see `CatalogDatabase`."""
+        if not self.stage.refresh_apdb(force=force):
+            return False
+        self.tables, self.keys = self.stage.tables, self.stage.keys
+        self._load_if_changed()
+        return True
+
     def _load_if_changed(self) -> None:
         import psycopg
 
         cur = self.stage.cursor()
         try:
-            fingerprint = cur.execute("SELECT value FROM pachon.meta WHERE key = 'fingerprint'").fetchone()[0]
+            stage_meta = dict(cur.execute("SELECT key, value FROM pachon.meta").fetchall())
         finally:
             cur.close()
+        fingerprint = stage_meta["fingerprint"]
         try:
             admin = psycopg.connect(self.url)
         except psycopg.Error as exc:
@@ -186,7 +203,10 @@ class PostgresCatalog:
         with admin:
             meta = self._meta(admin)
             if meta.get("fingerprint") != fingerprint:
-                self._load(admin, json.loads(meta.get("schemas", "[]")), fingerprint)
+                only = None  # only the APDB changed: reload its schema and TAP_SCHEMA
+                if meta.get("repo_fingerprint") and meta.get("repo_fingerprint") == stage_meta.get("repo_fingerprint"):
+                    only = {"apdb", "TAP_SCHEMA"}
+                self._load(admin, json.loads(meta.get("schemas", "[]")), stage_meta, only)
             self._grant(admin)
         self._drain_pool()
 
@@ -196,7 +216,7 @@ class PostgresCatalog:
         admin.commit()
         return dict(admin.execute(f"SELECT key, value FROM {_ADMIN_SCHEMA}.meta").fetchall())
 
-    def _load(self, admin: Any, old_schemas: list[str], fingerprint: str) -> None:
+    def _load(self, admin: Any, old_schemas: list[str], stage_meta: dict[str, str], only: set[str] | None) -> None:
         import psycopg
 
         try:
@@ -208,19 +228,24 @@ class PostgresCatalog:
             ) from None
         admin.execute("SET maintenance_work_mem = '512MB'")
         schemas = sorted({t.schema for t in self.tables.values()})
-        for schema in sorted(set(schemas) | set(old_schemas)):
+        reload = set(schemas) | set(old_schemas)
+        if only is not None:
+            reload &= only
+        for schema in sorted(reload):
             admin.execute(f"DROP SCHEMA IF EXISTS {_ident(schema)} CASCADE")
-        for schema in schemas:
+        for schema in sorted(reload & set(schemas)):
             admin.execute(f"CREATE SCHEMA {_ident(schema)}")
-        for table in self.tables.values():
+        loaded = [t for t in self.tables.values() if t.schema in reload]
+        for table in loaded:
             self._copy_table(admin, table.schema, table.name)
         admin.execute(f"DELETE FROM {_ADMIN_SCHEMA}.meta")
         admin.execute(
-            f"INSERT INTO {_ADMIN_SCHEMA}.meta VALUES ('fingerprint', %s), ('schemas', %s)",
-            (fingerprint, json.dumps(schemas)),
+            f"INSERT INTO {_ADMIN_SCHEMA}.meta VALUES ('fingerprint', %s), ('repo_fingerprint', %s), "
+            "('schemas', %s)",
+            (stage_meta["fingerprint"], stage_meta.get("repo_fingerprint", ""), json.dumps(schemas)),
         )
         admin.commit()
-        for table in self.tables.values():  # statistics for the planner (outside the transaction)
+        for table in loaded:  # statistics for the planner (outside the transaction)
             admin.execute(f"ANALYZE {_ident(table.schema)}.{_ident(table.name)}")
         admin.commit()
 

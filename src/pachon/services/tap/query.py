@@ -19,6 +19,7 @@ import pyarrow as pa
 from pachon.core.errors import QueryError
 from pachon.services.auth.store import User
 from pachon.services.tap.adql import translate
+from pachon.services.tap.apdb_tables import APDB_COLLECTION
 from pachon.services.tap.catalogs import QueryTimeoutError
 from pachon.services.votable import VOTABLE_MEDIA_TYPE, arrow_to_votable
 
@@ -191,8 +192,6 @@ def run_query(context: Any, user: User, params: QueryParams, *, timeout_s: float
     QueryError
         Translation or execution errors, and timeouts (`QueryTimeoutError`).
     """
-    from pachon.services.tap.apdb_tables import APDB_COLLECTION
-
     db = context.catalogs
     refresh_apdb = getattr(db, "refresh_apdb", None)
     if refresh_apdb is not None:
