@@ -75,6 +75,21 @@ def _detect(exp: Exposure, sigma: float, cfg: CharacterizeConfig) -> Detections:
     return det
 
 
+def _mask_sources(exp: Exposure, cfg: CharacterizeConfig) -> None:
+    """DETECTED = matched-filter pixels above threshold, grown (no footprints, peaks or deblending)."""
+    from scipy import ndimage
+
+    from pachon.algorithms.detection import significance_image
+
+    above = significance_image(exp.image, exp.variance, cfg.psf_sigma_guess) > cfg.threshold
+    known = [p for p in ("BAD", "NO_DATA") if p in exp.mask.planes]
+    if known:
+        above &= ~exp.mask.any(*known)
+    exp.mask.clear("DETECTED")
+    if above.any():
+        exp.mask.set("DETECTED", ndimage.distance_transform_cdt(~above, metric="taxicab") <= cfg.mask_grow)
+
+
 def characterize_image(exposure: Exposure, config: CharacterizeConfig | None = None) -> CharacterizeResult:
     """Characterize a post-ISR exposure (a copy is modified and returned).
 
@@ -99,7 +114,7 @@ def characterize_image(exposure: Exposure, config: CharacterizeConfig | None = N
         n_cr = repair_cosmic_rays(
             exp, read_noise=cfg.read_noise, sky=sky, psf_fwhm=2.3548 * cfg.psf_sigma_guess
         )
-    det = _detect(exp, cfg.psf_sigma_guess, cfg)
+    _mask_sources(exp, cfg)  # the first pass only masks sources for the second background
     bkg2 = subtract_background(exp, mesh_size=cfg.mesh_size, statistic="mean")
     bkg.values = bkg.values + bkg2.values
     det = _detect(exp, cfg.psf_sigma_guess, cfg)

@@ -51,6 +51,31 @@ class AstrometryResult:
         return len(self.src_index)
 
 
+def _direct_match(
+    src_xy: np.ndarray, ref_xy: np.ndarray, n: int, tolerance: float, min_matches: int
+) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Nearest-neighbour match of the ``n`` brightest sources through the initial WCS, if it holds.
+
+    Accepted only when at least half of those sources (and ``min_matches``) have a reference
+    within ``tolerance`` pixels and the offsets agree (median shift below ``tolerance / 2``):
+    then the pattern search would find the same pairs.  Otherwise None.
+    """
+    from scipy.spatial import cKDTree
+
+    src = src_xy[:n]
+    d, j = cKDTree(ref_xy).query(src, distance_upper_bound=tolerance)
+    ok = np.isfinite(d)
+    if ok.sum() < max(min_matches, 0.5 * len(src)):
+        return None
+    i, j = np.flatnonzero(ok), j[ok]
+    _, first = np.unique(j, return_index=True)  # one source per reference
+    i, j = i[first], j[first]
+    shift = np.median(src[i] - ref_xy[j], axis=0)
+    if np.hypot(*shift) > 0.5 * tolerance:
+        return None
+    return i, j, float(np.sqrt(np.mean(np.sum((src[i] - ref_xy[j] - shift) ** 2, axis=1))))
+
+
 def solve_astrometry(
     x: np.ndarray,
     y: np.ndarray,
@@ -120,21 +145,26 @@ def solve_astrometry(
     r_idx = np.flatnonzero(inside)[np.argsort(ref_mag[inside])]
     src_xy = np.column_stack([x[s_idx], y[s_idx]])
     ref_xy = np.column_stack([rx[r_idx], ry[r_idx]])
-    try:
-        sim = match_triangles(
-            src_xy,
-            ref_xy,
-            n_bright=n_bright,
-            tolerance=match_tolerance,
-            scale_range=scale_range,
-            min_matches=min(min_matches, 5),
-        )
-    except AstrometryError as exc:
-        raise AstrometryError(f"astrometry{where}: {exc}") from None
-    si, ri = s_idx[sim.src_index], r_idx[sim.ref_index]
+    direct = _direct_match(src_xy, ref_xy, 4 * n_bright, match_tolerance, max(min_matches, 10))
+    if direct is not None:  # the initial WCS is already good: no pattern search needed
+        s_m, r_m, rms = direct
+    else:
+        try:
+            sim = match_triangles(
+                src_xy,
+                ref_xy,
+                n_bright=n_bright,
+                tolerance=match_tolerance,
+                scale_range=scale_range,
+                min_matches=min(min_matches, 5),
+            )
+        except AstrometryError as exc:
+            raise AstrometryError(f"astrometry{where}: {exc}") from None
+        s_m, r_m, rms = sim.src_index, sim.ref_index, sim.rms
+    si, ri = s_idx[s_m], r_idx[r_m]
     crpix = ((nx - 1) / 2.0, (ny - 1) / 2.0)
     wcs = fit_tan_sip(x[si], y[si], ref_ra[ri], ref_dec[ri], crpix=crpix, order=1, shape=shape)
-    tol = max(match_tolerance, 3.0 * sim.rms)
+    tol = max(match_tolerance, 3.0 * rms)
     all_src = np.column_stack([x[s_idx], y[s_idx]])
     for it in range(6):
         px, py = wcs.world_to_pixel_values(ref_ra[r_idx], ref_dec[r_idx])

@@ -158,6 +158,7 @@ class CatalogDatabase:
         self.apdb_refresh_s = apdb_refresh_s
         self._apdb_engine: Any = None
         self._apdb_checked = 0.0
+        self._meta: dict[str, str] = {}
         self.path = Path(data_dir) / filename
         self.threads = threads or max(1, min(4, os.cpu_count() or 1))
         self.tables: dict[str, ServedTable] = {}
@@ -200,8 +201,12 @@ class CatalogDatabase:
                 if stored.get("repo_fingerprint") == repo_fingerprint:
                     self._rebuild_apdb(stored, fingerprint, apdb_fingerprint)
                 else:
-                    self._build(sources, {"fingerprint": fingerprint, "repo_fingerprint": repo_fingerprint,
-                                          "apdb_fingerprint": apdb_fingerprint})
+                    meta = {
+                        "fingerprint": fingerprint,
+                        "repo_fingerprint": repo_fingerprint,
+                        "apdb_fingerprint": apdb_fingerprint,
+                    }
+                    self._build(sources, meta)
             self._open()
             self._apdb_checked = time.monotonic()
 
@@ -245,6 +250,8 @@ class CatalogDatabase:
     def _stored_meta(self) -> dict[str, str]:
         import duckdb
 
+        if self._conn is not None:  # DuckDB refuses a second connection of another configuration
+            return dict(self._meta)
         if not self.path.exists():
             return {}
         try:
@@ -285,8 +292,12 @@ class CatalogDatabase:
             conn.execute('DROP SCHEMA "TAP_SCHEMA" CASCADE; DROP TABLE pachon.served')
             apdb = self._load_apdb(conn, kept)
             write_tap_schema(conn, kept + apdb)
-            self._write_meta(conn, {"fingerprint": fingerprint, "repo_fingerprint": stored["repo_fingerprint"],
-                                    "apdb_fingerprint": apdb_fingerprint}, apdb)
+            meta = {
+                "fingerprint": fingerprint,
+                "repo_fingerprint": stored["repo_fingerprint"],
+                "apdb_fingerprint": apdb_fingerprint,
+            }
+            self._write_meta(conn, meta, apdb)
             conn.execute("CHECKPOINT")
         if self._conn is not None:
             self._conn.close()
@@ -354,6 +365,7 @@ class CatalogDatabase:
                 "lock_configuration": True,
             },
         )
+        self._meta = dict(self._conn.execute("SELECT key, value FROM pachon.meta").fetchall())
         self.tables = {t.qualified.lower(): t for t in read_served_tables(self._conn)}
         self.keys = self._conn.execute(
             'SELECT k.from_table, k.target_table, c.from_column, c.target_column FROM "TAP_SCHEMA"."keys" k '

@@ -204,7 +204,8 @@ class PostgresCatalog:
             meta = self._meta(admin)
             if meta.get("fingerprint") != fingerprint:
                 only = None  # only the APDB changed: reload its schema and TAP_SCHEMA
-                if meta.get("repo_fingerprint") and meta.get("repo_fingerprint") == stage_meta.get("repo_fingerprint"):
+                same_repo = meta.get("repo_fingerprint") == stage_meta.get("repo_fingerprint")
+                if same_repo and meta.get("repo_fingerprint"):
                     only = {"apdb", "TAP_SCHEMA"}
                 self._load(admin, json.loads(meta.get("schemas", "[]")), stage_meta, only)
             self._grant(admin)
@@ -216,7 +217,9 @@ class PostgresCatalog:
         admin.commit()
         return dict(admin.execute(f"SELECT key, value FROM {_ADMIN_SCHEMA}.meta").fetchall())
 
-    def _load(self, admin: Any, old_schemas: list[str], stage_meta: dict[str, str], only: set[str] | None) -> None:
+    def _load(
+        self, admin: Any, old_schemas: list[str], stage_meta: dict[str, str], only: set[str] | None
+    ) -> None:
         import psycopg
 
         try:
