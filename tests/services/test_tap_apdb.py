@@ -178,9 +178,8 @@ def test_join_and_current_dia_objects(client: Any, tokens: dict[str, str]) -> No
 
 def test_tap_schema_describes_apdb(client: Any) -> None:
     tables = _query(client, "SELECT table_name FROM TAP_SCHEMA.tables WHERE schema_name = 'apdb'")
-    assert {"apdb.DiaObject", "apdb.DiaSource", "apdb.DiaForcedSource", "apdb.SSObject", "apdb.SSSource"} <= set(
-        tables["table_name"]
-    )
+    names = {f"apdb.{t}" for t in ("DiaObject", "DiaSource", "DiaForcedSource", "SSObject", "SSSource")}
+    assert names <= set(tables["table_name"])
     cols = _query(
         client,
         "SELECT column_name, unit, ucd, datatype, description FROM TAP_SCHEMA.columns "
@@ -193,7 +192,8 @@ def test_tap_schema_describes_apdb(client: Any) -> None:
     assert "pixelId" not in by_name and "_pachon_run" not in by_name
     assert len(cols) == len(arrow_schema("apdb", "DiaSource"))
     keys = _query(client, "SELECT from_table, target_table FROM TAP_SCHEMA.keys")
-    assert ("apdb.DiaSource", "apdb.DiaObject") in set(zip(keys["from_table"], keys["target_table"], strict=True))
+    pairs = set(zip(keys["from_table"], keys["target_table"], strict=True))
+    assert ("apdb.DiaSource", "apdb.DiaObject") in pairs
 
 
 def test_apdb_embargo_rule(client: Any, tokens: dict[str, str]) -> None:
@@ -268,7 +268,8 @@ def test_postgres_backend_serves_and_refreshes_apdb(
 
     engine = sqlalchemy.create_engine(postgres_url)
     with engine.connect() as conn:
-        has_q3c = conn.execute(sqlalchemy.text("SELECT 1 FROM pg_available_extensions WHERE name = 'q3c'")).first()
+        q3c = sqlalchemy.text("SELECT 1 FROM pg_available_extensions WHERE name = 'q3c'")
+        has_q3c = conn.execute(q3c).first()
     engine.dispose()
     if not has_q3c:
         pytest.skip("the q3c PostgreSQL extension is not installed (apt-get install postgresql-15-q3c)")

@@ -87,7 +87,7 @@ def detector_region(exposure: Exposure) -> Any:
 
 def forced_source_id_offset(visit: int, detector: int) -> int:
     """First ``diaForcedSourceId`` of a detector-visit (same layout as ``diaSourceId``)."""
-    from pachon.pipelines.ap_tasks import source_id_offset
+    from pachon.pipelines.dia_task import source_id_offset
 
     return source_id_offset(visit, detector)
 

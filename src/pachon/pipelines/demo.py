@@ -275,8 +275,14 @@ def prepare_ap_repo(repo: Any, instrument: str, refcats: list[str], template_day
                            output=f"cp/{sub}"), f"cp.yaml#{sub}")
         certify_calibrations(repo, f"cp/{sub}", calib)
     sfp = load_ap_pipeline(repo.root, subset="sfp", overrides=overrides or AP_OVERRIDES)
-    check(run_pipeline(repo, sfp, inputs=[raw, calib, *refcats], output="templates/calexp",
-                       where=f"exposure.day_obs = {int(template_day)}"),
-          "single-frame processing of the template night")
+    sfp_report = run_pipeline(repo, sfp, inputs=[raw, calib, *refcats], output="templates/calexp",
+                              where=f"exposure.day_obs = {int(template_day)}")
+    if not sfp_report.ok:
+        # a detector-visit that cannot be calibrated (too few reference stars, say) leaves a
+        # failure record and no calexp; the templates are coadded from the others
+        if not sfp_report.counts().get("calibrate", {}).get("succeeded", 0):
+            check(sfp_report, "single-frame processing of the template night")
+        _log.warning("template night: %d quanta failed; templates use the others:\n%s",
+                     len(sfp_report.failures()), sfp_report.table())
     check(run_pipeline(repo, Pipeline.from_dict(diffim, source="diffim.yaml").subset("template"),
                        inputs=["templates/calexp"], output="templates"), "diffim.yaml#template")
