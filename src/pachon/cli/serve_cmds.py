@@ -45,6 +45,19 @@ def _store(repo: Path, data_dir: Path | None):  # noqa: ANN202 - AuthStore impor
 @click.option("--no-anonymous", is_flag=True, help="Require a token for every service.")
 @click.option("--max-rows", default=100_000, show_default=True, type=int, help="Cap on MAXREC.")
 @click.option("--query-timeout", default=60.0, show_default=True, type=float, help="Sync query limit (s).")
+@click.option(
+    "--apdb-url",
+    default=None,
+    help="APDB to serve under the TAP schema 'apdb' (default: REPO/apdb.sqlite3 if present; '' for none).",
+)
+@click.option(
+    "--tap-backend",
+    type=click.Choice(["duckdb", "postgresql"]),
+    default="duckdb",
+    show_default=True,
+    help="Database the TAP service queries.",
+)
+@click.option("--tap-database-url", default=None, help="PostgreSQL URL for --tap-backend postgresql.")
 def serve(
     repo: Path,
     data_dir: Path | None,
@@ -54,6 +67,9 @@ def serve(
     no_anonymous: bool,
     max_rows: int,
     query_timeout: float,
+    apdb_url: str | None,
+    tap_backend: str,
+    tap_database_url: str | None,
 ) -> None:
     """Serve REPO over HTTP: TAP at /tap, SIAv2 at /sia, SODA at /soda, DataLink at /datalink."""
     import uvicorn
@@ -67,6 +83,9 @@ def serve(
         base_url=base_url,
         max_rows=max_rows,
         query_timeout_s=query_timeout,
+        apdb_url=apdb_url,
+        tap_backend=tap_backend,
+        tap_database_url=tap_database_url,
         **({"anonymous_scopes": {}} if no_anonymous else {}),
     )
     app = create_app(settings)
