@@ -40,8 +40,8 @@ def ap_sim_config(n_nights: int = 3, visits_per_night: int = 2, detectors: tuple
         "detectors": list(detectors),
         "survey": {"n_visits": n_nights * visits_per_night, "bands": ["r"], "n_nights": n_nights,
                    "start_mjd": START_MJD},
-        "sky": {"satellite_probability": 0.0, "n_transients": n_transients, "variable_fraction": variable_fraction,
-                "n_movers": 0, "star_density": 80000.0},
+        "sky": {"satellite_probability": 0.0, "n_transients": n_transients,
+                "variable_fraction": variable_fraction, "n_movers": 0, "star_density": 80000.0},
         "refcat_mag_limit": 23.0,
         "detector": {"cosmic_ray_rate": 0.0},
         "calibs": {"n_bias": 3, "n_dark": 2, "n_flat": 3}})

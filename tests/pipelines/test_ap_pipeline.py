@@ -71,35 +71,75 @@ def test_chain_runs_and_alerts_validate(survey: dict) -> None:
     assert len(keys) == len(set(keys)) == n
 
 
-def test_association_against_truth(survey: dict) -> None:
+#: A DiaSource is that of a truth object within this distance.
+MATCH_ARCSEC = 0.7
+#: A transient / variable is isolated when no other source brighter than mag 23 lies this close.
+ISOLATION_ARCSEC = 2.0
+
+
+def _truth_match(survey: dict) -> tuple:
+    """DiaSources (APDB), and for each the isolated transient/variable it belongs to (-1: none)."""
     s = survey["s"]
     epochs = pq.read_table(s.root / "sim" / "truth" / "epochs.parquet").to_pydict()
+    ep = {k: np.asarray(v) for k, v in epochs.items()}
+    sources = pq.read_table(s.root / "sim" / "truth" / "sources.parquet").to_pydict()
+    var = np.asarray(sources["id"])[np.asarray(sources["period"], float) > 0]
+    target = (ep["source_id"] // 10**9 == 3) | np.isin(ep["source_id"], var)
     src = _all_sources(survey)
     visit = src.column("visit").to_numpy()
     ra, dec = src.column("ra").to_numpy(), src.column("dec").to_numpy()
+    truth_of = np.full(len(visit), -1, np.int64)
+    for k in range(len(visit)):  # a few dozen sources: clarity over speed
+        sel = np.flatnonzero(ep["exposure_id"] == visit[k])
+        sep = angular_separation(ra[k], dec[k], ep["ra"][sel], ep["dec"][sel]) * 3600
+        j = int(np.argmin(sep))
+        crowded = ((sep < ISOLATION_ARCSEC) & (ep["mag"][sel] < 23)).sum() > (ep["mag"][sel][j] < 23)
+        if sep[j] < MATCH_ARCSEC and target[sel][j] and not crowded:
+            truth_of[k] = ep["source_id"][sel][j]
+    return src, truth_of, ep
+
+
+def test_association_against_truth(survey: dict) -> None:
+    src, truth_of, _ = _truth_match(survey)
     obj = src.column("diaObjectId").to_numpy()
-    tv = np.asarray(epochs["exposure_id"])
-    tra, tdec, tid = np.asarray(epochs["ra"]), np.asarray(epochs["dec"]), np.asarray(epochs["source_id"])
-    truth_of = np.full(len(obj), -1, np.int64)
-    for k in range(len(obj)):  # few sources: clarity over speed
-        sel = np.flatnonzero(tv == visit[k])
-        sep = angular_separation(ra[k], dec[k], tra[sel], tdec[sel]) * 3600
-        if sep.size and sep.min() < 0.7:
-            truth_of[k] = tid[sel][np.argmin(sep)]
     real = truth_of >= 0
-    # most DiaSources of this survey are subtraction residuals of stars (diffim quality, not
-    # association): purity/completeness are measured on those that are simulated sources
-    print(f"{real.sum()} of {real.size} DiaSources within 0.7 arcsec of a simulated source")
-    assert real.sum() >= 2
     pairs = {(int(t), int(o)) for t, o in zip(truth_of[real], obj[real], strict=True)}
-    truths = {t for t, _ in pairs}
-    objects = {o for _, o in pairs}
-    # completeness: each truth object in one DiaObject; purity: each DiaObject one truth object
+    truths, objects = {t for t, _ in pairs}, {o for _, o in pairs}
+    # the survey has enough isolated transients/variables, some detected several times
+    assert len(truths) >= 5 and real.sum() >= len(truths) + 2, (len(truths), real.sum())
+    # completeness: each truth object in one DiaObject; purity: each DiaObject holds one truth
+    # object and no DiaSource of anything else
     completeness = sum(1 for t in truths if len({o for tt, o in pairs if tt == t}) == 1) / len(truths)
-    purity = sum(1 for o in objects if len({t for t, oo in pairs if oo == o}) == 1) / len(objects)
-    print(f"association: {len(truths)} truth objects, {len(objects)} DiaObjects, "
-          f"completeness {completeness:.3f}, purity {purity:.3f}")
-    assert completeness >= 0.98 and purity >= 0.98
+    purity = sum(1 for o in objects if set(truth_of[obj == o].tolist()) == {t for t, oo in pairs if oo == o}
+                 and len({t for t, oo in pairs if oo == o}) == 1) / len(objects)
+    assert completeness >= 0.98 and purity >= 0.98, (completeness, purity)
+
+
+def test_dia_object_light_curves_match_truth(survey: dict) -> None:
+    s = survey["s"]
+    src, truth_of, ep = _truth_match(survey)
+    obj = src.column("diaObjectId").to_numpy()
+    ids = np.unique(obj[truth_of >= 0])
+    last = survey["apdb"].get_dia_object_history(ids)
+    last = last.filter(last.column("validityEndMjdTai").is_null()).to_pydict()
+    tmpl = ep["exposure_id"] // 100_000 == s.template_day
+    njy = 10 ** (-0.4 * (ep["mag"] - 31.4))
+    pulls = []
+    for k, o in enumerate(last["diaObjectId"]):
+        mine = obj == o
+        assert last["nDiaSources"][k] == mine.sum()
+        assert last["r_psfFluxNdata"][k] == mine.sum()
+        (t,) = set(truth_of[mine].tolist())
+        # truth difference flux of each detection: flux at the visit minus the template's
+        ref = njy[tmpl & (ep["source_id"] == t)].mean()
+        at = np.array([njy[(ep["source_id"] == t) & (ep["exposure_id"] == v)][0]
+                       for v in src.column("visit").to_numpy()[mine]])
+        truth_mean = float(np.mean(at - ref))
+        pulls.append((last["r_psfFluxMean"][k] - truth_mean) / last["r_psfFluxMeanErr"][k])
+    pulls = np.asarray(pulls)
+    assert len(pulls) >= 5
+    assert np.all(np.abs(pulls) < 5), pulls
+    assert np.sqrt(np.mean(pulls**2)) < 3, pulls
 
 
 def test_dia_object_summaries_match_sources(survey: dict) -> None:

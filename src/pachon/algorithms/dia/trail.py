@@ -42,6 +42,10 @@ class TrailFit:
 
 def _psf_hat(psf: np.ndarray, size: int) -> np.ndarray:
     k = psf.shape[0]
+    if k > size:  # kernel wider than the padded stamp: keep its centre (odd size)
+        c, h = k // 2, (size - 1) // 2
+        psf = psf[c - h : c + h + 1, c - h : c + h + 1]
+        k = psf.shape[0]
     pad = np.zeros((size, size))
     pad[:k, :k] = psf
     return np.fft.rfft2(np.roll(pad, (-(k // 2), -(k // 2)), axis=(0, 1)))
