@@ -32,7 +32,13 @@ SUCCEEDED, FAILED, NO_WORK, EXISTING, SKIPPED = "succeeded", "failed", "no_work"
 
 _REPOS: dict[tuple[int, str], Any] = {}
 _TASKS: dict[tuple[int, str, str], Any] = {}
-_EXPAND: dict = {}
+#: Dimension-record caches for data-ID expansion, one per registry (a worker process may serve
+#: several repositories in turn, e.g. in a test session: records must never leak between them).
+_EXPAND: dict[str, dict] = {}
+
+
+def _expand_cache(repo: Any) -> dict:
+    return _EXPAND.setdefault(str(repo.config.registry_url), {})
 
 
 class ExecutorGoneError(PachonError, RuntimeError):
@@ -196,7 +202,7 @@ def execute_quantum(job: QuantumJob) -> QuantumResult:
             outputs, status = [], NO_WORK
         meta = _metadata(job, status, t0, c0, start_ns, outputs)
         write_datasets(repo, job.run, [*outputs, (q.metadata, meta)], provenance=prov, inputs=q.input_ids(),
-                       before_commit=lambda: _guard(job), expand_cache=_EXPAND)
+                       before_commit=lambda: _guard(job), expand_cache=_expand_cache(repo))
         return QuantumResult(q.id, q.label, q.data_id, status, wall_s=time.perf_counter() - t0)
     except ExecutorGoneError:
         raise
@@ -210,7 +216,7 @@ def execute_quantum(job: QuantumJob) -> QuantumResult:
                   "traceback": tb, "host": socket.gethostname(), "pid": os.getpid(), "time_ns_tai": now_ns()}
         try:
             write_datasets(repo, job.run, [(q.failure, record)], provenance=prov, inputs=q.input_ids(),
-                           before_commit=lambda: _guard(job), expand_cache=_EXPAND)
+                           before_commit=lambda: _guard(job), expand_cache=_expand_cache(repo))
         except Exception as exc2:  # noqa: BLE001 - the failure is reported anyway
             _log.warning("could not record the failure of %s %s: %s", q.label, q.data_id, exc2)
         return QuantumResult(q.id, q.label, q.data_id, FAILED, message, tb, time.perf_counter() - t0)
