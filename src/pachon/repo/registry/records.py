@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterable
@@ -39,11 +40,18 @@ def region_from_text(text: str | None) -> Any:
 
 def skypix_envelope(region: Any) -> list[int]:
     """HEALPix pixels (registry level) that may overlap ``region``."""
+    if isinstance(region, str):
+        return list(_envelope_of_text(region))
     from pachon.core.skypix import DEFAULT_SKYPIX_LEVEL, SkyPixelization
 
-    if isinstance(region, str):
-        region = region_from_text(region)
     return sorted({int(p) for p in SkyPixelization(DEFAULT_SKYPIX_LEVEL).envelope(region)})
+
+
+@functools.lru_cache(maxsize=4096)
+def _envelope_of_text(text: str) -> tuple[int, ...]:
+    # ingest indexes the same pointing circle for an exposure and its visit, and every detector
+    # of a visit shares it: compute each envelope once
+    return tuple(skypix_envelope(region_from_text(text)))
 
 
 def _normalize_value(kind: str, value: Any) -> Any:
