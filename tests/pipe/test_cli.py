@@ -1,4 +1,4 @@
-"""``pachon run`` and ``pachon pipeline show`` through click."""
+"""``pachon run`` and ``pachon pipeline show|list`` through click."""
 
 from __future__ import annotations
 
@@ -38,3 +38,17 @@ def test_run_failure_exit_code_and_resume(toy_repo: Repository, tmp_path: Path) 
     bad = CliRunner().invoke(cli, ["run", "-p", str(pipe), "-b", str(toy_repo.root), "-i", "raw/toy",
                                    "-o", "x", "--where", "visitt = 1"])
     assert bad.exit_code == 1 and "QueryError" in bad.output
+
+
+def test_shipped_pipelines_by_name() -> None:
+    """The installed pipelines are addressable by name (``-p ap#sfp``), listed, and a bad name is named."""
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["pipeline", "list"])
+    assert listed.exit_code == 0, listed.output
+    names = {ln.split()[0] for ln in listed.output.splitlines() if ln and not ln.startswith(" ")}
+    assert {"ap", "cp", "diffim", "isr"} <= names
+    shown = runner.invoke(cli, ["pipeline", "show", "ap#sfp"])
+    assert shown.exit_code == 0, shown.output
+    assert "characterize (" in shown.output and "association (" not in shown.output
+    bad = runner.invoke(cli, ["pipeline", "show", "nosuchpipeline"])
+    assert bad.exit_code == 2 and "'nosuchpipeline' is neither a pipeline file" in bad.output
