@@ -62,3 +62,38 @@ def write_cp_product_raws(sim: Any, raw_dir: Path, *, n_crosstalk: int = 4, n_bf
         write_raw(path, sim.instrument, det, raws, raw_header(sim.instrument, det, meta))
         paths.append(path)
     return paths
+
+
+GHOST_RAW = "PachonTestCam/raw/ghost"
+GHOST_DAY = 20240402
+#: the simulator's ghost: ring of outer radius 8 arcsec (0.2 arcsec/px, 0.01 mm/px), inner half of
+#: it, centred on 1.03 x the star's focal-plane position, 1e-3 of the star's flux
+GHOST_TRUTH = {"scale": 1.03, "radius_mm": 0.4, "inner_fraction": 0.5, "flux_fraction": 1e-3}
+
+
+def write_ghost_raws(night_config: Any, raw_dir: Path, *, n_visits: int = 4) -> tuple[list[Path], list[Any]]:
+    """Bright-star exposures (one star of mag ~13 per pointing, saturated, with its ghost).
+
+    The night's own simulator configuration with four pointings and a bright star in each: the
+    detector signatures (flat, bias, gains) are those of the night, so its certified
+    calibrations apply.  Returns the paths and, per exposure, the simulator's ghost effects rows.
+    """
+    from pachon.sim import SimConfig, Simulator
+
+    cfg = night_config.to_dict()
+    cfg["survey"].update(n_visits=n_visits, n_fields=n_visits)
+    cfg["sky"].update(n_bright_stars=1, bright_star_mag=13.0)
+    sim = Simulator(SimConfig.from_dict(cfg), seed=SEED)
+    det = sim.detectors[0]
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    paths, effects = [], []
+    for k, visit in enumerate(sim.visits):
+        frame = sim.simulate_detector(visit, det)
+        seq = 800 + k
+        t = visit.exposure_time
+        meta = RawMetadata("ghost", GHOST_DAY, seq, 60403.2 + k / 1440, t, t, band=visit.band, seed=SEED)
+        path = raw_dir / f"PachonTestCam_O_{GHOST_DAY}_{seq:06d}_{det.name}.fits"
+        write_raw(path, sim.instrument, det, frame.raws, raw_header(sim.instrument, det, meta))
+        paths.append(path)
+        effects.append([e for e in frame.effects if e["kind"] == "ghost"])
+    return paths, effects

@@ -30,8 +30,8 @@ def test_one_run_per_input_filters_and_certified_in_place(night):
     # per-input filters: 5 biases (3 of the night, 2 of the ptc day), 3 darks, 18 flats (4 + 14)
     assert counts == {"cpBiasProc": 5, "cpPtc": 1, "cpBias": 1, "cpDarkProc": 3, "cpDark": 1,
                       "cpFlatProc": 18, "cpFlat": 1, "cpDefects": 1,
-                      # the night has no crosstalk or star-field (bfk) exposures
-                      "cpCrosstalk": 0, "cpBfkProc": 0, "cpBfk": 0}
+                      # the night has no crosstalk, star-field (bfk) or bright-star (ghost) exposures
+                      "cpCrosstalk": 0, "cpBfkProc": 0, "cpBfk": 0, "cpGhostProc": 0, "cpGhost": 0}
     for name in ("bias", "dark", "flat", "ptc", "linearity", "defects"):
         assert night.repo.get_dataset_type(name).is_calibration
         made = night.repo.query_datasets(name, night.repo.get_chain(CP_OUTPUT)[0])
@@ -69,10 +69,30 @@ def test_ptc_gain_and_read_noise_within_2_percent(night):
 
 
 def test_linearity_from_ptc_ramp(night):
-    lin = _calib(night, "linearity")
-    log.info("cp linearity c2: %s (truth %g)", lin.ravel(), night.config.detector.nonlinearity)
+    lin, ptc = _calib(night, "linearity"), _calib(night, "ptc")
+    truth = night.config.detector.nonlinearity
+    err = np.asarray(ptc["linearity_error"])[:, 0]
+    log.info("cp linearity c2: %s +- %s (truth %g)", lin.ravel(), err, truth)
     assert lin.shape == (4, 1)
-    np.testing.assert_allclose(lin[:, 0], night.config.detector.nonlinearity, rtol=0.25)
+    np.testing.assert_allclose(lin[:, 0], truth, rtol=0.05)
+    assert np.all(np.abs(lin[:, 0] - truth) < np.maximum(3 * err, 0.01 * abs(truth)))
+
+
+def test_linearity_from_a_32k_ramp_within_noise(night):
+    """The realistic ramp (flat pairs to 32,000 e-, not 64,000): the ptc subset on those raws."""
+    report = run_pipeline(night.repo, f"{CP_YAML}#ptc", inputs=[RAW], output="cp/ptc32k",
+                          where="exposure.day_obs = 20240331 AND exposure.exposure_time <= 16")
+    assert report.ok, report.summary()
+    ref = night.repo.query_datasets("ptc", night.repo.get_chain("cp/ptc32k")[0])[0]
+    ptc = night.repo.get(ref)
+    assert max(ptc["exposure_times"]) == 16.0
+    lin = night.repo.get(night.repo.query_datasets("linearity", ref.run)[0])[:, 0]
+    err = np.asarray(ptc["linearity_error"])[:, 0]
+    truth = night.config.detector.nonlinearity
+    log.info("cp linearity (32k ramp) c2: %s +- %s (truth %g), offsets %s e-", lin, err, truth,
+             np.round(ptc["linearity_offset"], 2))
+    np.testing.assert_allclose(lin, truth, rtol=0.05)
+    assert np.all(np.abs(lin - truth) < np.maximum(3 * err, 0.01 * abs(truth)))
 
 
 def test_defects_cover_hot_pixels_and_dead_columns(night):

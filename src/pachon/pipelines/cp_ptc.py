@@ -7,7 +7,8 @@ read noise.  Flats are paired by exposure time (consecutive exposures of one tim
 gives the mean and temporal variance per amplifier (overscan-subtracted, ADU).  Outputs (the
 calibration types, certified as written): ``ptc`` (Json: gains, read noise, the curve) and
 ``linearity`` (Numpy ``(n_amp, 1)``: quadratic non-linearity in electrons, from the mean signal
-against exposure time).
+against exposure time with a constant term for the bias residual and shutter offset, see
+:mod:`pachon.algorithms.cp.linearity`; the ``ptc`` Json also holds its errors and offsets).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pachon.algorithms.cp import fit_linearity, fit_ptc, pair_statistics, read_noise_from_bias_pair
+from pachon.algorithms.cp import fit_linearity_curve, fit_ptc, pair_statistics, read_noise_from_bias_pair
 from pachon.algorithms.isr.assemble import amplifier_arrays, data_segment
 from pachon.algorithms.isr.overscan import OverscanConfig, subtract_overscan
 from pachon.core.errors import ConfigError
@@ -105,7 +106,8 @@ class CpPtcTask(Task):
         stats = np.array([[pair_statistics(a[k], b[k]) for k in range(len(amps))] for _, a, b in pairs])
         result: dict[str, Any] = {"detector": det.id, "amplifiers": [a.name for a in amps], "gain": [],
                                   "read_noise": [], "quadratic": [], "exposure_times": times.tolist(),
-                                  "means": stats[:, :, 0].T.tolist(), "variances": stats[:, :, 1].T.tolist()}
+                                  "means": stats[:, :, 0].T.tolist(), "variances": stats[:, :, 1].T.tolist(),
+                                  "linearity_error": [], "linearity_offset": []}
         lin = []
         for k, amp in enumerate(amps):
             rn_adu = read_noise_from_bias_pair(biases[0][k], biases[1][k]) if len(biases) >= 2 else None
@@ -117,7 +119,12 @@ class CpPtcTask(Task):
             _log.info("ptc %s %s: gain %.4f e-/ADU, read noise %.3f e-", data_id, amp.name, fit.gain,
                       fit.read_noise)
             if self.config.fit_linearity:
-                lin.append(fit_linearity(times, stats[:, k, 0] * fit.gain, order=2))
+                curve = fit_linearity_curve(times, stats[:, k, 0] * fit.gain, order=2)
+                lin.append(curve.coefficients)
+                result["linearity_error"].append(curve.errors.tolist())
+                result["linearity_offset"].append(curve.offset)
+                _log.info("linearity %s %s: c2 %.4g +- %.2g /e-, offset %.2f e-", data_id, amp.name,
+                          curve.coefficients[0], curve.errors[0], curve.offset)
         if len(biases) < 2:
             _log.warning("ptc %s: fewer than two biases; read noise from the curve's intercept", data_id)
         linearity = np.asarray(lin, float).reshape(len(amps), -1) if lin else None

@@ -163,7 +163,7 @@ def isr_calibs_from(inputs: dict[str, Any], detector: Any, data_id: dict[str, An
     Notes
     -----
     A ``ghost`` calibration (Json of `GhostModel.to_dict`) becomes ``calibs.ghost_model``; ISR
-    masks ghosts only where ``calibs.bright_stars`` is also given.
+    masks the ghosts of the saturated stars it finds in the exposure (``isr.ghost_min_saturated``).
     """
     calibs = IsrCalibs(bias=inputs.get("bias"), dark=inputs.get("dark"), flat=inputs.get("flat"),
                        defects=inputs.get("defects"), bf_kernel=inputs.get("bfk"),

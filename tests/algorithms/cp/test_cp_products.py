@@ -104,6 +104,31 @@ def test_linearity_coefficient(sim):
     assert c2 == pytest.approx(truth, rel=0.1)
 
 
+def test_linearity_on_a_32k_ramp_within_noise(sim):
+    """The PTC-like ramp (2000 e-/s, 0.5 .. 16 s, overscan subtracted only): the bias structure left
+    in the flats (~2 e-) biased c2 by ~25% until the fit got its constant term."""
+    from pachon.algorithms.cp import fit_linearity_curve
+
+    det = sim.detectors[0]
+    sig = sim.signatures(det)
+    illum = sig.illumination.astype(float)
+    times = np.array([0.5, 1.0, 2.0, 4.0, 8.0, 16.0])
+    segments = [_segments(sim, det, 2000.0 * t * illum, t, 400 + i) for i, t in enumerate(times)]
+    means = np.array([[np.mean(s) * g for s, g in zip(segs, sig.gains, strict=True)] for segs in segments])
+    truth = sim.config.detector.nonlinearity
+    for k in range(means.shape[1]):
+        fit = fit_linearity_curve(times, means[:, k])
+        no_offset = fit_linearity_curve(times, means[:, k], fit_offset=False)
+        log.info("linearity amp %d: c2 %.4g +- %.2g (truth %.3g), offset %.2f e-; without offset %.4g", k,
+                 fit.coefficients[0], fit.errors[0], truth, fit.offset, no_offset.coefficients[0])
+        assert abs(fit.coefficients[0] - truth) < max(3 * fit.errors[0], 0.01 * abs(truth))
+        assert fit.coefficients[0] == pytest.approx(truth, rel=0.05)
+        # the offset is the simulator's bias column gradient (mean 1.5 ADU) left by the overscan
+        bias_residual = 0.5 * sim.config.detector.bias_gradient * sig.gains[k]
+        assert fit.offset == pytest.approx(bias_residual, abs=0.6)
+        assert abs(no_offset.coefficients[0] / truth - 1) > 0.15  # the cause of the old 25% error
+
+
 def test_defects_completeness(sim):
     from isr_sim_helpers import build_calibs
 

@@ -8,10 +8,11 @@ from pachon.algorithms.cp.combine import CombineConfig, combine_frames
 from pachon.algorithms.cp.crosstalk import measure_crosstalk
 from pachon.algorithms.cp.defects import DefectConfig, find_defects
 from pachon.algorithms.cp.ghosts import GhostMeasurement, fit_ghost_model, measure_ghost
-from pachon.algorithms.cp.linearity import fit_linearity
+from pachon.algorithms.cp.linearity import LinearityFit, fit_linearity, fit_linearity_curve
 from pachon.algorithms.cp.ptc import PtcResult, fit_ptc, pair_statistics, read_noise_from_bias_pair
 
 __all__ = ["CombineConfig", "combine_frames", "PtcResult", "fit_ptc", "pair_statistics",
-           "read_noise_from_bias_pair", "measure_crosstalk", "fit_linearity", "DefectConfig",
+           "read_noise_from_bias_pair", "measure_crosstalk", "fit_linearity",
+           "fit_linearity_curve", "LinearityFit", "DefectConfig",
            "find_defects", "fit_bf_strength", "star_sizes", "GhostMeasurement", "measure_ghost",
            "fit_ghost_model"]

@@ -69,8 +69,10 @@ class IsrConfig:
         Variance plane from the signal, gain and read noise.
     do_linear_features, linear_features
         Hough-transform masking of satellite trails (STREAK plane).
-    do_ghosts
-        Mask the ghosts of ``calibs.bright_stars`` from ``calibs.ghost_model`` (GHOST plane).
+    do_ghosts, ghost_min_saturated
+        Mask the ghosts of bright stars from ``calibs.ghost_model`` (GHOST plane): the stars of
+        ``calibs.bright_stars`` when given, else the stars found in the exposure as groups of at
+        least ``ghost_min_saturated`` SAT pixels.
     do_vignetting, vignetting_radius_mm
         Mask (VIGNETTED, NO_DATA) pixels further than this from the optical axis.
     interpolate_planes
@@ -100,6 +102,7 @@ class IsrConfig:
     do_linear_features: bool = False
     linear_features: LinearFeatureConfig = field(default_factory=LinearFeatureConfig)
     do_ghosts: bool = False
+    ghost_min_saturated: int = 25
     do_vignetting: bool = False
     vignetting_radius_mm: float | None = None
     skip_missing_calibs: bool = False

@@ -156,10 +156,14 @@ def mask_stage(
         mask.set("VIGNETTED", vig)
         mask.set("NO_DATA", vig)
         image[vig] = 0.0
-    if config.do_ghosts and calibs.ghost_model is not None and calibs.bright_stars is not None:
-        from pachon.algorithms.isr.ghosts import ghost_mask
+    if config.do_ghosts and calibs.ghost_model is not None:
+        from pachon.algorithms.isr.ghosts import bright_stars_mm, ghost_mask
 
-        mask.set("GHOST", ghost_mask(detector, calibs.ghost_model, calibs.bright_stars))
+        stars = calibs.bright_stars
+        if stars is None:
+            stars = bright_stars_mm(detector, mask.get("SAT"), min_pixels=config.ghost_min_saturated)
+            log.info("%s: %d saturated star(s) for the ghost mask", where, len(stars))
+        mask.set("GHOST", ghost_mask(detector, calibs.ghost_model, stars))
     if config.do_linear_features:
         from pachon.algorithms.isr.linear_features import find_linear_features, line_mask
 
