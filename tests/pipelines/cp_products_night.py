@@ -1,7 +1,9 @@
 """Dedicated calibration exposures of the simulated night for the crosstalk and BF products.
 
 Separate from :mod:`night_helpers` (the shared night stays as it is): raws with bright blocks
-(``crosstalk``) and star fields with brighter-fatter (``bfk``), ingested into their own RUN the
+(``crosstalk``), and, from the night's simulator with brighter-fatter on the collected charge
+(``detector.bf_on_charge``, truth kernel :data:`BF_KERNEL`), flat pairs with two biases (for the
+ptc covariances and ``bfk``) and star fields (``bfk`` exposures), ingested into their own RUN the
 day after the ptc day, so no other test sees them.
 """
 
@@ -13,14 +15,20 @@ from typing import Any
 import numpy as np
 from night_helpers import SEED
 
+from pachon.sim.charge_bf import area_coefficients, charge_bf_kernel
 from pachon.sim.config import DetectorConfig
-from pachon.sim.render import brighter_fatter
 from pachon.sim.writer import RawMetadata, raw_header, write_raw
 
 EXTRA_RAW = "PachonTestCam/raw/cp_products"
 DAY = 20240401
 #: the simulator's default brighter-fatter strength (the night itself is simulated without BF)
 BF_TRUTH = DetectorConfig().brighter_fatter
+BF_SIGMA = 0.6
+#: truth kernel (sum BF_TRUTH) and area coefficients of the BF exposures
+BF_KERNEL = charge_bf_kernel(BF_TRUTH, BF_SIGMA)
+BF_AREA = area_coefficients(BF_KERNEL)
+#: flat-pair levels (e-; two pairs each): a_00 mu stays below 0.25, as at 100k e- on LSSTCam
+BF_LEVELS = (1000.0, 2000.0, 4000.0, 7000.0, 10000.0, 14000.0, 20000.0)
 BF_SKY = 500.0
 
 
@@ -32,8 +40,8 @@ def crosstalk_scene(shape: tuple[int, int], rng: np.random.Generator) -> np.ndar
     return expected
 
 
-def star_field(shape: tuple[int, int], rng: np.random.Generator, strength: float) -> np.ndarray:
-    """A grid of Gaussian stars (sigma 1.7 px, 1e4 .. 3e5 e-) with the simulator's BF, on a sky."""
+def star_field(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A grid of Gaussian stars (sigma 1.7 px, 1e4 .. 3e5 e-) on a sky (expected e-, before BF)."""
     yy, xx = np.mgrid[-10:11, -10:11]
     psf = np.exp(-0.5 * (xx**2 + yy**2) / 1.7**2)
     psf /= psf.sum()
@@ -43,21 +51,36 @@ def star_field(shape: tuple[int, int], rng: np.random.Generator, strength: float
     for i, y in enumerate(centres):
         for j, x in enumerate(centres):  # a few hundred stars, built once per test session
             image[y - 10 : y + 11, x - 10 : x + 11] += fluxes[i, j] * psf
-    return brighter_fatter(image, strength) + BF_SKY
+    return image + BF_SKY
 
 
-def write_cp_product_raws(sim: Any, raw_dir: Path, *, n_crosstalk: int = 4, n_bfk: int = 3) -> list[Path]:
-    """Write the dedicated exposures; return their paths."""
+def bf_simulator(night_config: Any) -> Any:
+    """The night's simulator (same signatures) with brighter-fatter on all collected charge."""
+    from pachon.sim import SimConfig, Simulator
+
+    cfg = night_config.to_dict()
+    cfg["detector"].update(brighter_fatter=BF_TRUTH, bf_on_charge=True, bf_kernel_sigma=BF_SIGMA)
+    return Simulator(SimConfig.from_dict(cfg), seed=SEED)
+
+
+def write_cp_product_raws(sim: Any, raw_dir: Path, *, n_crosstalk: int = 4, n_bfk: int = 3,
+                          bf_sim: Any = None) -> list[Path]:
+    """Write the dedicated exposures (BF ones with ``bf_sim``); return their paths."""
     det = sim.detectors[0]
     rng = np.random.default_rng([SEED, 21])
-    plan = [("crosstalk", crosstalk_scene(det.bbox.shape, rng)) for _ in range(n_crosstalk)]
-    plan += [("bfk", star_field(det.bbox.shape, rng, BF_TRUTH)) for _ in range(n_bfk)]
+    plan: list[tuple[str, Any, np.ndarray, float]] = [
+        ("crosstalk", sim, crosstalk_scene(det.bbox.shape, rng), 1.0) for _ in range(n_crosstalk)]
+    if bf_sim is not None:
+        illum = bf_sim.signatures(det).illumination.astype(np.float64)
+        plan += [("bias", bf_sim, np.zeros(det.bbox.shape), 0.0)] * 2
+        plan += [("flat", bf_sim, level * illum, level / 2000.0) for level in BF_LEVELS for _ in range(4)]
+        plan += [("bfk", bf_sim, star_field(det.bbox.shape, rng), 1.0) for _ in range(n_bfk)]
     paths = []
-    for k, (kind, expected) in enumerate(plan):
+    for k, (kind, simulator, expected, t) in enumerate(plan):
         seq = 700 + k
-        meta = RawMetadata(kind, DAY, seq, 60402.2 + k / 1440, 1.0, 1.0, band="r", seed=SEED)
-        raws, _ = sim.expose(expected, det, dark_time=1.0, rng=np.random.default_rng([SEED, 6, k]),
-                             cosmic_rays=False)
+        meta = RawMetadata(kind, DAY, seq, 60402.2 + k / 1440, t, t, band="r", seed=SEED)
+        raws, _ = simulator.expose(expected, det, dark_time=t, rng=np.random.default_rng([SEED, 6, k]),
+                                   cosmic_rays=False)
         path = raw_dir / f"PachonTestCam_O_{DAY}_{seq:06d}_{det.name}.fits"
         write_raw(path, sim.instrument, det, raws, raw_header(sim.instrument, det, meta))
         paths.append(path)

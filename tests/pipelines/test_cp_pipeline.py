@@ -30,8 +30,11 @@ def test_one_run_per_input_filters_and_certified_in_place(night):
     # per-input filters: 5 biases (3 of the night, 2 of the ptc day), 3 darks, 18 flats (4 + 14)
     assert counts == {"cpBiasProc": 5, "cpPtc": 1, "cpBias": 1, "cpDarkProc": 3, "cpDark": 1,
                       "cpFlatProc": 18, "cpFlat": 1, "cpDefects": 1,
-                      # the night has no crosstalk, star-field (bfk) or bright-star (ghost) exposures
-                      "cpCrosstalk": 0, "cpBfkProc": 0, "cpBfk": 0, "cpGhostProc": 0, "cpGhost": 0}
+                      # the night has no crosstalk, star-field (bfk) or bright-star (ghost) exposures,
+                      # and its flats no brighter-fatter: no kernel (cpBfk ends with no work)
+                      "cpCrosstalk": 0, "cpBfkProc": 0, "cpBfk": 0, "cpBfkStars": 0, "cpGhostProc": 0,
+                      "cpGhost": 0}
+    assert report.counts()["cpBfk"]["no_work"] == 1
     for name in ("bias", "dark", "flat", "ptc", "linearity", "defects"):
         assert night.repo.get_dataset_type(name).is_calibration
         made = night.repo.query_datasets(name, night.repo.get_chain(CP_OUTPUT)[0])

@@ -1,11 +1,19 @@
-"""Brighter-fatter kernel task: the kernel of one detector from the flux dependence of star sizes.
+"""Brighter-fatter kernel tasks: from flat-pair covariances (the product) and from star sizes (a check).
 
-Rubin's layout: ``cpBfkProc`` (an :class:`~pachon.pipelines.isr_task.IsrTask` of the star-field
-exposures, in electrons, with the bias, dark, crosstalk and linearity but no flat and no
-brighter-fatter correction) and ``cpBfk`` per detector: isolated, unsaturated stars are found as
-local maxima, cut into centred stamps and handed with their fluxes to
-:func:`pachon.algorithms.cp.fit_bf_strength`.  The output is the ``bfk`` calibration (Numpy
-kernel), read by ISR as ``IsrCalibs.bf_kernel``.
+``cpBfk`` (Rubin's method, Coulton et al. 2018, Astier et al. 2019) reads the ``ptc`` of the
+detector, whose flat-pair covariances ``C_ij(mu)`` (electrons, all amplifiers) are fitted per lag
+for the area coefficients ``a_ij`` (:func:`pachon.algorithms.cp.covariances.fit_area_coefficients`);
+the kernel is the solution of ``L * K = a / 2`` on the ``(2 kernel_lag + 1)^2`` grid
+(:func:`pachon.algorithms.cp.bf_kernel.kernel_from_area_coefficients`).  Flats without a
+brighter-fatter signal (nearest-neighbour covariance below ``min_significance`` sigma) give no
+kernel (the quantum ends with no work): a kernel of noise would only add noise to every image.
+The output is the ``bfk`` calibration (Numpy kernel), read by ISR as ``IsrCalibs.bf_kernel``.
+
+``cpBfkProc`` (an :class:`~pachon.pipelines.isr_task.IsrTask` of star-field exposures, in
+electrons, no flat and no brighter-fatter correction) and ``cpBfkStars`` per detector:
+isolated, unsaturated stars are found as local maxima, cut into centred stamps and handed with
+their fluxes to :func:`pachon.algorithms.cp.fit_bf_strength`; the delta kernel it writes
+(``bfkStars``) checks the strength of ``bfk`` from the growth of star size with flux.
 """
 
 from __future__ import annotations
@@ -17,12 +25,15 @@ from typing import Any
 import numpy as np
 
 from pachon.algorithms.cp import fit_bf_strength
+from pachon.algorithms.cp.bf_kernel import kernel_from_area_coefficients, kernel_sum_weights
+from pachon.algorithms.cp.covariances import fit_area_coefficients
 from pachon.algorithms.isr import IsrConfig
-from pachon.core.errors import ConfigError
+from pachon.core.errors import ConfigError, NoWorkFound
 from pachon.pipe.task import Input, Output, Task
 from pachon.pipelines.isr_task import DET, EXP_DET, IsrTask, IsrTaskConfig
 
-__all__ = ["CpBfkProcConfig", "CpBfkProcTask", "CpBfkConfig", "CpBfkTask", "star_stamps"]
+__all__ = ["CpBfkProcConfig", "CpBfkProcTask", "CpBfkStarsConfig", "CpBfkStarsTask", "CpBfkConfig",
+           "CpBfkTask", "star_stamps", "kernel_from_ptc"]
 
 _log = logging.getLogger(__name__)
 
@@ -47,8 +58,8 @@ class CpBfkProcTask(IsrTask):
 
 
 @dataclass
-class CpBfkConfig:
-    """Star selection of the brighter-fatter fit.
+class CpBfkStarsConfig:
+    """Star selection of the brighter-fatter fit from star sizes.
 
     Attributes
     ----------
@@ -76,7 +87,8 @@ class CpBfkConfig:
     min_stars: int = 20
 
 
-def star_stamps(image: np.ndarray, bad: np.ndarray, config: CpBfkConfig) -> tuple[np.ndarray, np.ndarray]:
+def star_stamps(image: np.ndarray, bad: np.ndarray,
+                config: CpBfkStarsConfig) -> tuple[np.ndarray, np.ndarray]:
     """Centred, background-subtracted stamps ``(n, h, w)`` of isolated stars and their fluxes."""
     from scipy.ndimage import gaussian_filter, maximum_filter
 
@@ -109,13 +121,14 @@ def star_stamps(image: np.ndarray, bad: np.ndarray, config: CpBfkConfig) -> tupl
     return stamps, stamps.sum(axis=(1, 2))
 
 
-class CpBfkTask(Task):
-    """Brighter-fatter delta kernel of one detector from the star sizes of its star fields."""
+class CpBfkStarsTask(Task):
+    """Brighter-fatter delta kernel of one detector from the star sizes of its star fields (a check)."""
 
     dimensions = DET
     inputs = {"procs": Input("cpBfkProc", EXP_DET, "Exposure", multiple=True)}
-    outputs = {"bfk": Output("bfk", DET, "Numpy", is_calibration=True, doc="brighter-fatter kernel")}
-    config_class = CpBfkConfig
+    outputs = {"kernel": Output("bfkStars", DET, "Numpy", is_calibration=True,
+                                doc="brighter-fatter delta kernel from star sizes (check of bfk)")}
+    config_class = CpBfkStarsConfig
 
     def run(self, procs: list[Any]) -> dict[str, Any]:
         """Collect the stars of every exposure and fit the kernel strength."""
@@ -136,6 +149,95 @@ class CpBfkTask(Task):
                               f"{self.config.min_stars}; take star fields with many stars (cpBfkProc "
                               f"raw_where) or lower CpBfkConfig.min_peak")
         strength, kernel = fit_bf_strength(st, fl, self.config.strengths)
-        _log.info("bfk: strength %.3g from %d stars (flux %.3g .. %.3g e-)", strength, len(fl), fl.min(),
+        _log.info("bfkStars: strength %.3g from %d stars (flux %.3g .. %.3g e-)", strength, len(fl), fl.min(),
                   fl.max())
+        return {"kernel": kernel}
+
+
+@dataclass
+class CpBfkConfig:
+    """Settings of the kernel from flat-pair covariances.
+
+    Attributes
+    ----------
+    kernel_lag
+        Half-width of the kernel (pixels); the ``a_ij`` of lags up to it are used.  Far lags
+        carry little signal and much noise (the Poisson solution weighs them most in the
+        kernel's sum): raise it with many flat pairs.
+    force_zero_sum
+        Replace ``a_00`` by minus the sum of the other lags (charge conservation); the
+        variance is the least precise and most model-dependent term.
+    cubic
+        Fit a ``mu^3`` term per lag (the second-order terms of the full model): needs many
+        pairs, and costs precision.
+    max_mean
+        Ignore flat pairs above this mean (electrons), e.g. near saturation.
+    min_significance
+        No kernel unless the nearest-neighbour covariance slope ``a_01 + a_10`` exceeds this
+        many standard errors.
+    """
+
+    kernel_lag: int = 3
+    force_zero_sum: bool = True
+    cubic: bool = False
+    max_mean: float | None = None
+    min_significance: float = 5.0
+
+
+def kernel_from_ptc(ptc: dict[str, Any], config: CpBfkConfig) -> tuple[np.ndarray, dict[str, Any]]:
+    """The kernel and the fit (``a``, ``a_err``, ``sum``, ``sum_err``, ``significance``) from a ptc Json."""
+    if "covariances" not in ptc:
+        raise ConfigError(f"ptc of detector {ptc.get('detector')} holds no flat-pair covariances; remake it "
+                          f"with CpPtcConfig.covariance_max_lag > 0")
+    n = int(ptc["cov_max_lag"])
+    lag = config.kernel_lag
+    if not 1 <= lag <= n:
+        raise ConfigError(f"CpBfkConfig.kernel_lag must be in [1, {n}] (the ptc's covariance_max_lag), "
+                          f"got {lag}")
+    means = np.concatenate([np.asarray(m, float) for m in ptc["cov_means"]])
+    covs = np.concatenate([np.asarray(c, float) for c in ptc["covariances"]])[:, : lag + 1, : lag + 1]
+    npix = np.concatenate([np.asarray(c, float) for c in ptc["cov_n_pixels"]])
+    keep = np.isfinite(means) & (means > 0)
+    if config.max_mean is not None:
+        keep &= means <= config.max_mean
+    fit = fit_area_coefficients(means[keep], covs[keep], npix[keep], cubic=config.cubic)
+    kernel = kernel_from_area_coefficients(fit.a, force_zero_sum=config.force_zero_sum)
+    nn = fit.a[0, 1] + fit.a[1, 0]
+    z = float(nn / np.hypot(fit.a_err[0, 1], fit.a_err[1, 0]))
+    w = kernel_sum_weights(lag)
+    if config.force_zero_sum:  # a_00 = -sum of the others (each lag counted with its multiplicity)
+        w = w - w[0, 0] * _multiplicity(lag)
+    sum_err = float(np.sqrt(np.sum((w * fit.a_err) ** 2)))
+    info = {"a": fit.a, "a_err": fit.a_err, "chi2_dof": fit.chi2_dof, "sum": float(kernel.sum()),
+            "sum_err": sum_err, "significance": z, "n_points": fit.n_points}
+    return kernel, info
+
+
+def _multiplicity(lag: int) -> np.ndarray:
+    on = (np.arange(lag + 1) > 0).astype(float)
+    return 2.0 ** (on[:, None] + on[None, :])
+
+
+class CpBfkTask(Task):
+    """Brighter-fatter kernel of one detector from the flat-pair covariances of its ptc."""
+
+    dimensions = DET
+    inputs = {"ptc": Input("ptc", DET, "Json", doc="photon transfer curve with flat-pair covariances")}
+    outputs = {"bfk": Output("bfk", DET, "Numpy", is_calibration=True, doc="brighter-fatter kernel")}
+    config_class = CpBfkConfig
+
+    def run(self, ptc: dict[str, Any]) -> dict[str, Any]:
+        """Fit the covariances of all amplifiers and solve for the kernel."""
+        kernel, info = kernel_from_ptc(ptc, self.config)
+        a, e = info["a"], info["a_err"]
+        det = ptc.get("detector")
+        if info["significance"] < self.config.min_significance:
+            raise NoWorkFound(f"bfk detector {det}: no brighter-fatter signal in the flat covariances "
+                              f"(a_01 + a_10 at {info['significance']:.1f} sigma < "
+                              f"{self.config.min_significance}); "
+                              f"no kernel written")
+        _log.info("bfk detector %s: a_00 %.3g +- %.2g, a_01 %.3g +- %.2g, a_10 %.3g +- %.2g /e- (%d points, "
+                  "chi2/dof %.2f); kernel %s, sum %.3g +- %.2g", det, a[0, 0], e[0, 0], a[0, 1], e[0, 1],
+                  a[1, 0],
+                  e[1, 0], info["n_points"], info["chi2_dof"], kernel.shape, info["sum"], info["sum_err"])
         return {"bfk": kernel}

@@ -9,6 +9,10 @@ calibration types, certified as written): ``ptc`` (Json: gains, read noise, the 
 ``linearity`` (Numpy ``(n_amp, 1)``: quadratic non-linearity in electrons, from the mean signal
 against exposure time with a constant term for the bias residual and shutter offset, see
 :mod:`pachon.algorithms.cp.linearity`; the ``ptc`` Json also holds its errors and offsets).
+The ``ptc`` Json also holds, per amplifier and pair, the covariances of the flat-pair
+difference out to ``covariance_max_lag`` (:func:`pachon.algorithms.cp.pair_covariances`), in
+electrons with the fitted gain and undone non-linearity, with their errors and pixel counts:
+the input of the brighter-fatter kernel (:mod:`pachon.pipelines.cp_bfk`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from pachon.algorithms.cp import fit_linearity_curve, fit_ptc, pair_statistics, read_noise_from_bias_pair
+from pachon.algorithms.cp.covariances import linearize_covariances, pair_covariances
 from pachon.algorithms.isr.assemble import amplifier_arrays, data_segment
 from pachon.algorithms.isr.overscan import OverscanConfig, subtract_overscan
 from pachon.core.errors import ConfigError
@@ -48,6 +53,9 @@ class CpPtcConfig:
         Also fit the quadratic non-linearity from mean signal against exposure time.
     where
         Per-input filter selecting the raws.
+    covariance_max_lag
+        Largest row/column lag of the flat-pair covariances stored for the brighter-fatter
+        kernel (0: none stored).
     """
 
     overscan: OverscanConfig = field(default_factory=OverscanConfig)
@@ -55,6 +63,7 @@ class CpPtcConfig:
     max_mean: float | None = None
     fit_linearity: bool = True
     where: str = "exposure.observation_type IN ('flat', 'bias')"
+    covariance_max_lag: int = 5
 
 
 class CpPtcTask(Task):
@@ -125,10 +134,32 @@ class CpPtcTask(Task):
                 result["linearity_offset"].append(curve.offset)
                 _log.info("linearity %s %s: c2 %.4g +- %.2g /e-, offset %.2f e-", data_id, amp.name,
                           curve.coefficients[0], curve.errors[0], curve.offset)
+        if self.config.covariance_max_lag > 0:
+            result.update(self._covariances(pairs, result, lin))
         if len(biases) < 2:
             _log.warning("ptc %s: fewer than two biases; read noise from the curve's intercept", data_id)
         linearity = np.asarray(lin, float).reshape(len(amps), -1) if lin else None
         return {"ptc": result, "linearity": linearity}
+
+    def _covariances(self, pairs: list[Any], result: dict[str, Any], lin: list[Any]) -> dict[str, Any]:
+        """Flat-pair covariances per amplifier and pair, in electrons with non-linearity undone."""
+        n = self.config.covariance_max_lag
+        means, covs, errs, npix = [], [], [], []
+        for k, gain in enumerate(result["gain"]):
+            pcs = [pair_covariances(a[k], b[k], n) for _, a, b in pairs]
+            c2 = float(lin[k][0]) if lin else 0.0
+            m, c = linearize_covariances(np.array([p.mean for p in pcs]) * gain,
+                                         np.stack([p.cov for p in pcs]) * gain * gain, c2)
+            counts = np.array([p.n_pixels for p in pcs], float)
+            means.append(m.tolist())
+            covs.append(c.tolist())
+            npix.append(counts.astype(int).tolist())
+            # scatter of a covariance estimate: C_00 / sqrt(N) (sqrt(2) more at lag 0)
+            e = np.repeat((c[:, 0, 0] / np.sqrt(counts))[:, None, None], n + 1, 1).repeat(n + 1, 2)
+            e[:, 0, 0] *= np.sqrt(2.0)
+            errs.append(e.tolist())
+        return {"cov_max_lag": n, "cov_means": means, "covariances": covs, "covariance_errors": errs,
+                "cov_n_pixels": npix}
 
     def run(self, **inputs: Any) -> dict[str, Any]:
         """Not used: the task needs the data ID (see `run_quantum`)."""

@@ -97,6 +97,9 @@ class SkyConfig:
     satellite_probability: float = 0.1
     bright_star_mag: float = 13.0
     n_bright_stars: int = 1
+    #: (bright, faint) r magnitudes of the variable stars (uniform), None: those of the other stars
+    #: (a power law, mostly faint). Set it to get many detectable variables on a small field.
+    variable_mag_range: tuple[float, float] | None = None
 
     def validate(self) -> None:
         """Raise ConfigError on bad values."""
@@ -112,7 +115,9 @@ class SkyConfig:
                 raise ConfigError(
                     f"sim config: sky.{name} must be zero or positive, got {getattr(self, name)!r}"
                 )
-        for name in ("star_mag_range", "galaxy_mag_range"):
+        for name in ("star_mag_range", "galaxy_mag_range", "variable_mag_range"):
+            if getattr(self, name) is None:
+                continue
             lo, hi = getattr(self, name)
             if not lo < hi:
                 raise ConfigError(
@@ -173,6 +178,11 @@ class DetectorConfig:
     nonlinearity: float = -2.0e-7
     crosstalk: float = 2.0e-4
     brighter_fatter: float = 4.0e-6
+    #: opt-in: brighter-fatter on the collected charge of every exposure (flats included) with a
+    #: Gaussian kernel of ``bf_kernel_sigma`` px summing to ``brighter_fatter``
+    #: (:mod:`pachon.sim.charge_bf`) instead of on drawn stars only
+    bf_on_charge: bool = False
+    bf_kernel_sigma: float = 0.0
     n_bad_columns: int = 1
     full_well: float | None = None
     cosmic_ray_rate: float = 0.02
@@ -188,6 +198,7 @@ class DetectorConfig:
             "prnu",
             "flat_large_scale",
             "brighter_fatter",
+            "bf_kernel_sigma",
             "cosmic_ray_rate",
             "hot_pixel_current",
         ):

@@ -15,6 +15,7 @@ import numpy as np
 
 from pachon.sim import detector as det_sig
 from pachon.sim.astrometry import pixel_scale_arcsec, sky_to_field_angle
+from pachon.sim.charge_bf import apply_charge_bf, charge_bf_kernel
 from pachon.sim.config import SimConfig
 from pachon.sim.psf import VisitPsf
 from pachon.sim.render import PsfField
@@ -152,7 +153,7 @@ class Simulator:
         c = scene.columns
         g = self.catalog.galaxies
         kinds, flux = c["kind"][idx], c["flux"][idx]
-        bf = cfg.detector.brighter_fatter
+        bf = 0.0 if cfg.detector.bf_on_charge else cfg.detector.brighter_fatter
         for k, i in enumerate(idx):
             f = float(flux[k])
             if f <= 0 or not math.isfinite(f):
@@ -306,6 +307,9 @@ class Simulator:
         effects: list[dict[str, Any]] = []
         if cosmic_rays and cfg.cosmic_ray_rate > 0:
             effects += det_sig.add_cosmic_rays(e, cfg.cosmic_ray_rate, dark_time, detector.pixel_size_mm, rng)
+        if cfg.bf_on_charge and cfg.brighter_fatter > 0:
+            kernel = charge_bf_kernel(cfg.brighter_fatter, cfg.bf_kernel_sigma)
+            e = apply_charge_bf(e, kernel).astype(np.float32)
         effects += det_sig.saturate_and_bleed(e, sig.full_well, self._amp_map(detector))
         return det_sig.read_out(e, detector, sig, cfg, rng), effects
 

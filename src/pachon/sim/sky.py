@@ -186,6 +186,10 @@ def make_sky(
         "amplitude": np.where(variable, rng.uniform(0.3, 1.0, n_star), 0.0),
         "phase0": rng.uniform(0, 1, n_star),
     }
+    if cfg.variable_mag_range is not None and variable.any():
+        # variables redrawn uniform in this range (a separate stream: the other draws are unchanged)
+        vrng = np.random.default_rng(rng.integers(2**63))
+        smag = np.where(variable, vrng.uniform(*cfg.variable_mag_range, n_star), smag)
     stars.update({f"mag_{b}": m for b, m in _colours(smag, gr, galaxy=False).items()})
 
     n_gal = int(rng.poisson(cfg.galaxy_density * area))

@@ -5,6 +5,14 @@ Collected charge deflects the field lines of neighbouring pixels: the observed i
 electron; ``*`` is a convolution).  A delta kernel ``K = s delta`` gives the local diffusion
 ``div(s I grad I)``.  :func:`correct_brighter_fatter` inverts the model by fixed-point
 iteration ``I_{n+1} = I_obs - div(I_n grad(K * I_n))`` on whole arrays (FFT convolution).
+
+The divergence is taken in flux form across the four pixel boundaries: the charge moving from
+pixel ``x + e`` into ``x`` is ``(I_x + I_{x+e}) / 2 * (phi_{x+e} - phi_x)`` with ``phi = K * I``,
+so charge is conserved exactly and, on a flat of mean ``mu``, the operator is
+``mu * L * K`` with ``L`` the five-point Laplacian: the shot noise of a flat acquires the pixel
+covariances ``C_ij / mu = delta_ij + 2 mu (L * K)_ij`` that
+:mod:`pachon.algorithms.cp.bf_kernel` measures (central differences of central differences
+would skip the nearest neighbours and could not reproduce them).
 """
 
 from __future__ import annotations
@@ -42,16 +50,29 @@ def _convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return fftconvolve(image, k, mode="same")
 
 
+def _boundary_flux_divergence(image: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """Net charge flowing into each pixel across its four boundaries (zero flux off the edge)."""
+    term = np.zeros_like(image)
+    for axis in (0, 1):
+        lo = [slice(None)] * 2
+        hi = [slice(None)] * 2
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        lo_t, hi_t = tuple(lo), tuple(hi)
+        flux = 0.5 * (image[lo_t] + image[hi_t]) * (phi[hi_t] - phi[lo_t])  # into the lower pixel
+        term[lo_t] += flux
+        term[hi_t] -= flux
+    return term
+
+
 def bf_term(image: np.ndarray, kernel: np.ndarray, *, max_potential: float | None = None) -> np.ndarray:
-    """``div(I grad(K * I))`` with central differences (electrons).
+    """``div(I grad(K * I))`` in flux form across pixel boundaries (electrons).
 
     Where the potential ``K * I`` exceeds ``max_potential`` (saturated cores, where the linear
     model no longer holds and the iteration would diverge) the term is set to zero, with a
     two-pixel margin.
     """
     phi = _convolve(image, kernel)
-    gy, gx = np.gradient(phi)
-    term = np.gradient(image * gx, axis=1) + np.gradient(image * gy, axis=0)
+    term = _boundary_flux_divergence(image, phi)
     if max_potential is not None:
         over = np.abs(phi) > max_potential
         if over.any():
