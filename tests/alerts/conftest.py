@@ -1,4 +1,4 @@
-"""Fixtures of the alert stream tests: a real Kafka-protocol broker (Tansu) and a night of alerts."""
+"""Fixtures of the alert stream tests: a real Kafka-protocol broker (Tansu) and nights of alerts."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import stream_helpers
+from stream_helpers import Night, Workers
 
 
 def _tansu_binary() -> str | None:
@@ -60,12 +62,8 @@ def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         yield f"127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.kill()  # in-memory storage: nothing to save (it ignores SIGTERM for seconds)
+        proc.wait()
 
 
 @pytest.fixture(scope="session")
@@ -108,104 +106,24 @@ def night(rubin_alerts: tuple[list[dict], str]) -> list[tuple[str, list[tuple[st
     return make_night(alerts, version, 8)
 
 
-_PUBLISHER = r"""
-import pickle, sys, time
-from pachon.alerts.stream import open_publisher
-url, night_file, topic, slow = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-with open(night_file, "rb") as handle:
-    night = pickle.load(handle)
-pub = open_publisher(url)
-sent = 0
-for visit, items in night:
-    for k, (key, value) in enumerate(items):
-        pub.publish(topic, key, value, batch=visit)
-        sent += 1
-        if (k + 1) % 10 == 0:
-            pub.flush()
-            print(sent, flush=True)
-            time.sleep(slow)
-    pub.flush()
-pub.close()
-print("done", flush=True)
-"""
-
-_CONSUMER = r"""
-import sys, time
-from pachon.alerts.stream import Deduplicator, open_consumer
-url, group, topic, journal, slow, expected = sys.argv[1:7]
-slow, expected = float(slow), int(expected)
-consumer = open_consumer(url, group, [topic])
-dedup = Deduplicator(journal)
-delivered, idle = 0, time.monotonic()
-while len(dedup) < expected and time.monotonic() - idle < 20:
-    msgs = consumer.poll(10, timeout=0.2)
-    if not msgs:
-        continue
-    idle = time.monotonic()
-    for msg in msgs:
-        dedup.add(msg.key)
-    dedup.sync()
-    consumer.commit()
-    delivered += len(msgs)
-    print(delivered, flush=True)
-    time.sleep(slow)
-dedup.close()
-consumer.close()
-print("done", len(dedup), flush=True)
-"""
-
-
-class Workers:
-    """Publisher and consumer child processes, to be killed (SIGKILL) mid-stream."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-
-    def _start(self, code: str, *args: object) -> subprocess.Popen:
-        import sys
-
-        return subprocess.Popen([sys.executable, "-c", code, *map(str, args)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def publisher(self, url: str, night_file: Path, topic: str, slow: float) -> subprocess.Popen:
-        return self._start(_PUBLISHER, url, night_file, topic, slow)
-
-    def consumer(self, url: str, group: str, topic: str, journal: Path, slow: float,
-                 expected: int) -> subprocess.Popen:
-        return self._start(_CONSUMER, url, group, topic, journal, slow, expected)
-
-    @staticmethod
-    def kill_after(proc: subprocess.Popen, count: int) -> int:
-        """SIGKILL ``proc`` once it reports ``count`` packets; return the last count seen."""
-        last = 0
-        for line in proc.stdout:  # type: ignore[union-attr]
-            if line.strip().isdigit():
-                last = int(line)
-                if last >= count:
-                    proc.kill()
-                    break
-        _, err = proc.communicate(timeout=30)  # also closes the pipes
-        assert proc.returncode == -9, f"worker ended before the kill: {err}"
-        return last
-
-    @staticmethod
-    def finish(proc: subprocess.Popen) -> str:
-        out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
-        return out
+@pytest.fixture(scope="session")
+def ap_night(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Night:
+    """Alert packets made by our AP chain on the simulated survey, per visit (cached on disk)."""
+    return stream_helpers.ap_night(request.config.cache.mkdir("pachon_ap_night"),
+                                   tmp_path_factory.mktemp("ap_night"))
 
 
 @pytest.fixture
-def workers(tmp_path: Path) -> Workers:
-    """Helper that starts stream worker processes."""
-    return Workers(tmp_path)
-
-
-@pytest.fixture
-def night_file(tmp_path: Path, night: list) -> Path:
-    """The simulated night pickled for the worker processes."""
+def ap_night_file(tmp_path: Path, ap_night: Night) -> Path:
+    """The AP night pickled for the worker processes."""
     import pickle
 
     path = tmp_path / "night.pkl"
-    path.write_bytes(pickle.dumps(night))
+    path.write_bytes(pickle.dumps(ap_night))
     return path
+
+
+@pytest.fixture
+def workers() -> Workers:
+    """Starts stream worker processes (publishers and consumers to be killed mid-stream)."""
+    return Workers()

@@ -74,10 +74,15 @@ def replay_cmd(source: str, where: str | None, functions: tuple[str, ...], catal
 @click.option("--idle-timeout", type=float, default=None, help="Stop after this many idle seconds.")
 @click.option("--output-stream", default=None, help="File log folder or kafka://host:port to re-publish to.")
 @click.option("--output-topic", default="filtered", show_default=True)
+@click.option("--membership", type=click.Choice(["group", "all"]), default="group", show_default=True,
+              help="Kafka: 'group' shares the topics' partitions with the other members of GROUP "
+                   "(a stopped member's partitions go to the others); 'all' reads every partition "
+                   "in this one process.")
 def live_cmd(source: str, where: str | None, functions: tuple[str, ...], catalog: str | None, radius: float,
              out_dir: str, group: str, topics: tuple[str, ...], max_messages: int | None,
-             idle_timeout: float | None, output_stream: str | None, output_topic: str) -> None:
-    """Follow SOURCE (a file log folder or kafka://host:port) as consumer group GROUP."""
+             idle_timeout: float | None, output_stream: str | None, output_topic: str,
+             membership: str) -> None:
+    """Follow SOURCE (a file log folder or kafka://host:port) as a member of consumer group GROUP."""
     from pachon.alerts.broker import follow
     from pachon.alerts.stream import Deduplicator, open_consumer, open_publisher
     from pachon.core.errors import PachonError
@@ -87,7 +92,7 @@ def live_cmd(source: str, where: str | None, functions: tuple[str, ...], catalog
     brk = _make_broker(out_dir, where, functions, catalog, radius, publisher=publisher,
                        out_topic=output_topic, dedup=dedup)
     try:
-        consumer = open_consumer(source, group, list(topics) or None)
+        consumer = open_consumer(source, group, list(topics) or None, membership=membership)
     except PachonError as exc:
         raise click.UsageError(str(exc)) from None
     _report(follow(consumer, brk, max_messages=max_messages, idle_timeout=idle_timeout), out_dir)

@@ -44,6 +44,9 @@ __all__ = ["Broker", "BrokerStats", "replay", "follow"]
 
 log = logging.getLogger(__name__)
 
+#: Seconds between two progress lines (alerts processed, lag) of :func:`follow`.
+LAG_REPORT_S = 5.0
+
 
 @dataclass
 class BrokerStats:
@@ -333,6 +336,7 @@ def follow(consumer: Consumer, broker: Broker, *, max_messages: int | None = Non
     """
     seen = 0
     last = time.monotonic()
+    reported = last
     try:
         while max_messages is None or seen < max_messages:
             want = batch_size if max_messages is None else min(batch_size, max_messages - seen)
@@ -345,7 +349,9 @@ def follow(consumer: Consumer, broker: Broker, *, max_messages: int | None = Non
             broker.process([decode_message(m, lazy=True) for m in msgs])
             consumer.commit()
             seen += len(msgs)
-            log.info("broker: %d alerts, %s behind", seen, consumer.lag())
+            if last - reported > LAG_REPORT_S and log.isEnabledFor(logging.INFO):
+                reported = last  # (lag may ask the brokers: not on every batch)
+                log.info("broker: %d alerts, %s behind", seen, consumer.lag())
     finally:
         broker.close()
         consumer.close()

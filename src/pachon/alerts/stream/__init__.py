@@ -7,6 +7,7 @@ log) or ``kafka://host:port``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pachon.alerts.stream.api import Consumer, Deduplicator, Publisher, StreamMessage, publish_batch
 
@@ -38,8 +39,11 @@ def open_publisher(url: str | Path) -> Publisher:
     return FileLogPublisher(url)
 
 
-def open_consumer(url: str | Path, group: str, topics: list[str] | None = None) -> Consumer:
-    """Open a consumer group on a file log folder or on ``kafka://host:port``.
+def open_consumer(
+    url: str | Path, group: str, topics: list[str] | None = None, *, membership: str = "group",
+    config: dict[str, Any] | None = None,
+) -> Consumer:
+    """Open a consumer of a group on a file log folder or on ``kafka://host:port``.
 
     Parameters
     ----------
@@ -49,6 +53,12 @@ def open_consumer(url: str | Path, group: str, topics: list[str] | None = None) 
         Consumer group.
     topics
         Topics to read (required for Kafka; all topics of a file log when None).
+    membership
+        Kafka only: ``"group"`` (default) joins the group, whose members share the partitions
+        (a dead member's partitions go to the others); ``"all"`` assigns this process every
+        partition.  A file-log group has one member (one partition per topic).
+    config
+        Kafka only: extra librdkafka consumer settings (e.g. ``session.timeout.ms``).
 
     Returns
     -------
@@ -61,7 +71,8 @@ def open_consumer(url: str | Path, group: str, topics: list[str] | None = None) 
 
         if not topics:
             raise ConfigError(f"reading {url} needs the topics to follow (--topic)")
-        return KafkaConsumer(str(url).removeprefix("kafka://").rstrip("/"), group, topics)
+        return KafkaConsumer(str(url).removeprefix("kafka://").rstrip("/"), group, topics,
+                             config=config, membership=membership)
     from pachon.alerts.stream.filelog import FileLogConsumer
 
     return FileLogConsumer(url, group, topics)

@@ -31,8 +31,9 @@ class StreamMessage:
     key
         The ``diaSourceId`` as decimal text.
     value
-        The packet: ``bytes`` (Kafka) or a read-only ``memoryview`` into the memory-mapped
-        segment (file log), so that packets are not copied; ``bytes(value)`` gives a copy.
+        The packet as a read-only ``memoryview``: into the memory-mapped segment (file log),
+        or into one buffer per poll that the values were copied to once (Kafka), so that a
+        batch is decoded in place; ``bytes(value)`` gives an independent copy.
     batch
         Batch (visit) label given by the publisher.
     partition
@@ -73,8 +74,12 @@ class Consumer(Protocol):
     def poll(self, max_messages: int = 1000, timeout: float = 0.0) -> list[StreamMessage]:
         """Return up to ``max_messages`` new packets, waiting at most ``timeout`` seconds."""
 
-    def commit(self) -> None:
-        """Record that every packet returned so far has been processed."""
+    def commit(self) -> bool:
+        """Record that every packet returned so far has been processed.
+
+        Returns False when the offsets could not be stored because the group was rebalancing
+        (Kafka): those packets are then delivered again, to this or another member.
+        """
 
     def lag(self) -> int:
         """Number of packets published but not yet returned to this consumer."""

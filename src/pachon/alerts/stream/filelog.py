@@ -334,8 +334,8 @@ class FileLogConsumer:
                 return out
             time.sleep(0.05)
 
-    def commit(self) -> None:
-        """Persist the positions reached (atomic replace of each topic's offset file)."""
+    def commit(self) -> bool:
+        """Persist the positions reached (atomic replace of each topic's offset file); True."""
         for topic, position in self._positions.items():
             if self._committed.get(topic) == position:
                 continue
@@ -348,6 +348,7 @@ class FileLogConsumer:
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
             self._committed[topic] = position
+        return True
 
     def lag(self) -> int:
         """Packets declared in the index that this consumer has not yet read."""
