@@ -28,12 +28,15 @@ OVERRIDES = {"characterize": {"repair_cosmic_rays": False}}
 
 
 def ap_sim_config(n_nights: int = 3, visits_per_night: int = 2, detectors: tuple[int, ...] = (0,),
-                  n_transients: int = 60, variable_fraction: float = 0.3) -> SimConfig:
+                  n_transients: int = 60, variable_fraction: float = 0.3,
+                  variable_mag_range: tuple[float, float] | None = (19.5, 22.5),
+                  star_density: float = 80000.0) -> SimConfig:
     """Survey of one field in r: the first night makes the templates, the others are alerted on.
 
     Transients and variables are many (60 transients over the field, of which ~10 land on
-    detector 0; 30 % of the stars vary) so that association purity and completeness are measured
-    on dozens of DiaSources; one saturated star (13th mag) stays in, to check that its residuals
+    detector 0; 30 % of the stars vary, with r between 19.5 and 22.5 so that nearly all of them
+    are detected) so that association purity and completeness are measured on dozens of
+    objects and DiaSources; one saturated star (13th mag) stays in, to check that its residuals
     are rejected.
     """
     return SimConfig.from_dict({
@@ -41,7 +44,8 @@ def ap_sim_config(n_nights: int = 3, visits_per_night: int = 2, detectors: tuple
         "survey": {"n_visits": n_nights * visits_per_night, "bands": ["r"], "n_nights": n_nights,
                    "start_mjd": START_MJD},
         "sky": {"satellite_probability": 0.0, "n_transients": n_transients,
-                "variable_fraction": variable_fraction, "n_movers": 0, "star_density": 80000.0},
+                "variable_fraction": variable_fraction, "n_movers": 0, "star_density": star_density,
+                "variable_mag_range": variable_mag_range},
         "refcat_mag_limit": 23.0,
         "detector": {"cosmic_ray_rate": 0.0},
         "calibs": {"n_bias": 3, "n_dark": 2, "n_flat": 3}})

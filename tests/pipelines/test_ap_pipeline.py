@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import fastavro
 import numpy as np
@@ -71,6 +72,8 @@ def test_chain_runs_and_alerts_validate(survey: dict) -> None:
     assert len(keys) == len(set(keys)) == n
 
 
+#: Systematic error of difference fluxes, as a fraction of the object's template flux.
+PSF_MATCHING_FLOOR = 0.02
 #: A DiaSource is that of a truth object within this distance.
 MATCH_ARCSEC = 0.7
 #: A transient / variable is isolated when no other source brighter than mag 23 lies this close.
@@ -105,8 +108,9 @@ def test_association_against_truth(survey: dict) -> None:
     real = truth_of >= 0
     pairs = {(int(t), int(o)) for t, o in zip(truth_of[real], obj[real], strict=True)}
     truths, objects = {t for t, _ in pairs}, {o for _, o in pairs}
-    # the survey has enough isolated transients/variables, some detected several times
-    assert len(truths) >= 5 and real.sum() >= len(truths) + 2, (len(truths), real.sum())
+    # the survey has dozens of isolated transients/variables, most detected several times
+    # (seed 3: 21 objects, 71 DiaSources)
+    assert len(truths) >= 15 and real.sum() >= 50, (len(truths), real.sum())
     # completeness: each truth object in one DiaObject; purity: each DiaObject holds one truth
     # object and no DiaSource of anything else
     completeness = sum(1 for t in truths if len({o for tt, o in pairs if tt == t}) == 1) / len(truths)
@@ -135,11 +139,15 @@ def test_dia_object_light_curves_match_truth(survey: dict) -> None:
         at = np.array([njy[(ep["source_id"] == t) & (ep["exposure_id"] == v)][0]
                        for v in src.column("visit").to_numpy()[mine]])
         truth_mean = float(np.mean(at - ref))
-        pulls.append((last["r_psfFluxMean"][k] - truth_mean) / last["r_psfFluxMeanErr"][k])
+        # PSF matching leaves ~1-2 % of an object's static flux as a shape residual, which the
+        # per-source psfFluxErr does not include: it dominates for bright objects with small
+        # changes (a 19th-mag supernova fading by 4 %); added in quadrature (docs/diffim.md)
+        err = math.hypot(last["r_psfFluxMeanErr"][k], PSF_MATCHING_FLOOR * ref)
+        pulls.append((last["r_psfFluxMean"][k] - truth_mean) / err)
     pulls = np.asarray(pulls)
-    assert len(pulls) >= 5
-    assert np.all(np.abs(pulls) < 5), pulls
-    assert np.sqrt(np.mean(pulls**2)) < 3, pulls
+    assert len(pulls) >= 15
+    assert np.all(np.abs(pulls) < 4), pulls
+    assert np.sqrt(np.mean(pulls**2)) < 1.5, pulls
 
 
 def test_dia_object_summaries_match_sources(survey: dict) -> None:

@@ -8,9 +8,10 @@ no calexp overlaps are left out of the graph.  Which epochs feed the template is
 the input collections (build templates from a template-epoch collection, as Rubin does) and
 by ``n_best`` / ``max_sigma`` (best seeing first).
 
-The coadd is written as ``template_coadd`` on the patch's outer box in the tract's pixel
-frame; its header carries ``BAND``, ``SKYMAP``, ``TRACT``, ``PATCH`` and ``NINPUTS`` so a
-reader can check what it holds (the difference-imaging task filters templates on ``BAND``).
+The coadd is written as ``template_coadd`` on the part of the patch's outer box that the
+calexps cover (their footprints grown by a margin), in the tract's pixel frame; its header
+carries ``BAND``, ``SKYMAP``, ``TRACT``, ``PATCH`` and ``NINPUTS`` so a reader can check what
+it holds (the difference-imaging task filters templates on ``BAND``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from pachon.core.errors import ConfigError, NoWorkFound
 from pachon.core.exposure import Exposure
+from pachon.core.geom import Box
 from pachon.core.skymap import SkyMap, SkyMapConfig
 from pachon.pipe.task import Output, PrerequisiteInput, Task
 
@@ -65,6 +69,30 @@ def skymap_from_config(config: TemplateConfig) -> SkyMap:
     ))  # fmt: skip
 
 
+def _footprint_box(calexps: list[Exposure], wcs: Any, outer: Box, margin: int) -> Box | None:
+    """The part of ``outer`` (tract pixels) that the calexps' footprints, grown by ``margin``, cover.
+
+    Coadding onto it rather than the whole patch outer box (4200 x 4200 pixels by default) keeps
+    the stacks small when a few detectors cover a corner of the patch (``pachon demo``'s four
+    512 x 512 detectors: a ~1100 pixel square).
+    """
+    xs, ys = [], []
+    for c in calexps:
+        b = c.bbox
+        cx = np.array([b.x0 - 0.5, b.x1 - 0.5, b.x0 - 0.5, b.x1 - 0.5])
+        cy = np.array([b.y0 - 0.5, b.y0 - 0.5, b.y1 - 0.5, b.y1 - 0.5])
+        ra, dec = c.pixel_to_sky(cx, cy)
+        tx, ty = wcs.all_world2pix(ra, dec, 0)
+        xs.append(tx)
+        ys.append(ty)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return outer
+    box = Box.from_corners(int(np.floor(x.min())) - margin, int(np.floor(y.min())) - margin,
+                           int(np.ceil(x.max())) + margin + 1, int(np.ceil(y.max())) + margin + 1)
+    return outer.intersection(box)
+
+
 def build_patch_template(
     calexps: list[Exposure], skymap: SkyMap, tract: int, patch: int, band: str, config: TemplateConfig
 ) -> Exposure:
@@ -83,8 +111,11 @@ def build_patch_template(
         raise NoWorkFound(f"template {where}: none of {len(calexps)} overlapping calexps is in this band")
     t = skymap.tract(tract)
     p = t.patch(patch)
+    box = _footprint_box(chosen, t.wcs, p.outer_bbox, margin=config.warp_order + 8)
+    if box is None:
+        raise NoWorkFound(f"template {where}: none of the {len(chosen)} calexps covers the patch")
     try:
-        coadd = make_template(chosen, t.wcs, p.outer_bbox, n_best=config.n_best, max_sigma=config.max_sigma,
+        coadd = make_template(chosen, t.wcs, box, n_best=config.n_best, max_sigma=config.max_sigma,
                               order=config.warp_order, clip_sigma=config.clip_sigma)
     except NoWorkFound as exc:
         raise NoWorkFound(f"template {where}: {exc}") from exc
