@@ -7,6 +7,7 @@ and astropy are imported by the functions that need them.
 
 from __future__ import annotations
 
+from pachon.alerts.columnar import build_alert_table, build_alerts
 from pachon.alerts.packet import build_alert, cutout_to_fits_bytes, fits_bytes_to_cutout
 from pachon.alerts.readers import conform_alert, read_alert_file, read_rubin_parquet
 from pachon.alerts.schema import (
@@ -41,6 +42,8 @@ __all__ = [
     "read_alert_file",
     "conform_alert",
     "build_alert",
+    "build_alerts",
+    "build_alert_table",
     "cutout_to_fits_bytes",
     "fits_bytes_to_cutout",
 ]

@@ -61,6 +61,20 @@ def named_types(schema: Any, table: dict[str, Any] | None = None) -> dict[str, A
     return table
 
 
+_NAMES: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+
+def _named_types_cached(schema: Any) -> dict[str, Any]:
+    """:func:`named_types` of a schema, kept per schema object (parsed schemas are cached)."""
+    hit = _NAMES.get(id(schema))
+    if hit is None or hit[0] is not schema:
+        hit = (schema, named_types(schema))
+        if len(_NAMES) > 64:
+            _NAMES.clear()
+        _NAMES[id(schema)] = hit
+    return hit[1]
+
+
 def _resolve(avro_type: Any, names: dict[str, Any]) -> Any:
     if isinstance(avro_type, str) and avro_type in names:
         return names[avro_type]
@@ -125,6 +139,7 @@ def arrow_schema(schema: Any) -> Any:
 class _Fixed:
     mat: np.ndarray  # (m, width) uint8, row i uses mat[i, :lens[i]]
     lens: np.ndarray  # (m,) int64
+    dense: bool = False  # every row uses the whole width (lens == width)
 
 
 @dataclass(slots=True)
@@ -150,22 +165,26 @@ def _varint(unsigned: np.ndarray) -> _Fixed:
         more = v != 0
         mat[:, j] = low | (more.astype(np.uint8) << 7)
         if not more.any():
-            return _Fixed(mat[:, : j + 1], lens)
+            return _Fixed(mat[:, : j + 1], lens, bool(m == 0 or lens.min() == j + 1))
         lens += more
-    return _Fixed(mat, lens)
+    return _Fixed(mat, lens, bool(m == 0 or lens.min() == 10))
 
 
 def _constant(m: int, value: bytes) -> _Fixed:
     mat = np.broadcast_to(np.frombuffer(value, np.uint8), (m, len(value)))
-    return _Fixed(mat, np.full(m, len(value), np.int64))
+    return _Fixed(mat, np.full(m, len(value), np.int64), True)
 
 
 def _to_ragged(piece: _Fixed | _Ragged) -> _Ragged:
     if isinstance(piece, _Ragged):
         return piece
     width = piece.mat.shape[1]
+    m = len(piece.lens)
+    if piece.dense:  # no padding: the rows end to end
+        return _Ragged(np.ascontiguousarray(piece.mat).reshape(-1),
+                       np.arange(m + 1, dtype=np.int64) * width)
     mask = np.arange(width)[None, :] < piece.lens[:, None]
-    offsets = np.zeros(len(piece.lens) + 1, np.int64)
+    offsets = np.zeros(m + 1, np.int64)
     np.cumsum(piece.lens, out=offsets[1:])
     return _Ragged(piece.mat[mask], offsets)
 
@@ -178,11 +197,15 @@ def _concat(pieces: list[_Fixed | _Ragged], m: int) -> _Fixed | _Ragged:
     def close_run() -> None:
         if len(fixed) == 1:
             runs.append(fixed[0])
+        elif fixed and all(f.dense for f in fixed):  # one (m, width) matrix, no padding
+            mat = np.concatenate([f.mat for f in fixed], axis=1)
+            runs.append(_Fixed(mat, np.full(m, mat.shape[1], np.int64), True))
         elif fixed:
             mats = [f.mat for f in fixed]
             lens = np.sum([f.lens for f in fixed], axis=0)
             mask = np.concatenate(
-                [np.arange(f.mat.shape[1])[None, :] < f.lens[:, None] for f in fixed], axis=1
+                [np.ones((m, f.mat.shape[1]), bool) if f.dense else
+                 np.arange(f.mat.shape[1])[None, :] < f.lens[:, None] for f in fixed], axis=1
             )
             data = np.concatenate(mats, axis=1)[mask]
             offsets = np.zeros(m + 1, np.int64)
@@ -257,7 +280,7 @@ def _binary(arr: Any) -> list[_Fixed | _Ragged]:
     mask = columns[None, :] < lens[:, None]
     mat = np.zeros((m, longest), np.uint8)
     mat[mask] = data[(offsets[:-1, None] + columns[None, :])[mask]]
-    return [prefix, _Fixed(mat, lens)]
+    return [prefix, _Fixed(mat, lens, bool(m == 0 or lens.min() == longest))]
 
 
 def _numbers(kind: str, avro_type: Any, arr: Any, where: str) -> list[_Fixed | _Ragged]:
@@ -280,14 +303,18 @@ def _numbers(kind: str, avro_type: Any, arr: Any, where: str) -> list[_Fixed | _
             raise FormatError(f"{where}: {kind} field holds {values.dtype} values")
         dtype, width = ("<f8", 8) if kind == "double" else ("<f4", 4)
         mat = values.astype(dtype).view(np.uint8).reshape(m, width)
-        return [_Fixed(mat, np.full(m, width, np.int64))]
+        return [_Fixed(mat, np.full(m, width, np.int64), True)]
     if values.dtype != np.bool_:
         raise FormatError(f"{where}: boolean field holds {values.dtype} values")
-    return [_Fixed(values.astype(np.uint8).reshape(m, 1), np.ones(m, np.int64))]
+    return [_Fixed(values.astype(np.uint8).reshape(m, 1), np.ones(m, np.int64), True)]
 
 
-def _encode(avro_type: Any, arr: Any, names: dict[str, Any], where: str) -> list[_Fixed | _Ragged]:
-    """Pieces encoding ``arr`` (an Arrow array without chunks) as ``avro_type``."""
+def _encode(avro_type: Any, arr: Any, names: dict[str, Any], where: str,
+            nan_null: bool = False) -> list[_Fixed | _Ragged]:
+    """Pieces encoding ``arr`` (an Arrow array without chunks) as ``avro_type``.
+
+    With ``nan_null``, NaN of a nullable float/double is written as null.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -299,13 +326,16 @@ def _encode(avro_type: Any, arr: Any, names: dict[str, Any], where: str) -> list
             return [_constant(m, bytes([2 * null_index]))]
         valid = np.ones(m, bool) if arr.null_count == 0 else pc.is_valid(arr).to_numpy(
             zero_copy_only=False)
+        if nan_null and _resolve(inner, names) in ("float", "double") and (
+                pa.types.is_floating(arr.type)):
+            valid = ~np.isnan(arr.to_numpy(zero_copy_only=False))  # null → NaN as well
         branch = np.where(valid, 2 * (1 - null_index), 2 * null_index).astype(np.uint8)
-        head = _Fixed(branch.reshape(m, 1), np.ones(m, np.int64))
+        head = _Fixed(branch.reshape(m, 1), np.ones(m, np.int64), True)
         if valid.all():
-            return [head, *_encode(inner, arr, names, where)]
+            return [head, *_encode(inner, arr, names, where, nan_null)]
         if not valid.any():
             return [head]
-        inner_pieces = _encode(inner, arr.filter(pa.array(valid)), names, where)
+        inner_pieces = _encode(inner, arr.filter(pa.array(valid)), names, where, nan_null)
         return [head, *(_expand(p, valid) for p in inner_pieces)]
     if arr.null_count:
         raise FormatError(f"{where} is required by the schema but {arr.null_count} value(s) are null")
@@ -313,6 +343,13 @@ def _encode(avro_type: Any, arr: Any, names: dict[str, Any], where: str) -> list
     if kind == "record":
         if not pa.types.is_struct(arr.type):
             raise FormatError(f"{where}: record field holds Arrow {arr.type}")
+        from pachon.alerts.avro_flat import encode_flat, flat_plan
+
+        plan = flat_plan(avro_type, names)
+        if plan is not None:  # primitive fields only: encoded grouped by type
+            flat = encode_flat(plan, arr, where, nan_null=nan_null)
+            if flat is not None:
+                return [flat]
         present = {arr.type.field(i).name for i in range(arr.type.num_fields)}
         pieces: list[_Fixed | _Ragged] = []
         for field in avro_type["fields"]:
@@ -323,7 +360,7 @@ def _encode(avro_type: Any, arr: Any, names: dict[str, Any], where: str) -> list
                 child = pa.nulls(m)
             else:
                 raise FormatError(f"{where}.{name} is required by the schema but absent")
-            pieces += _encode(field["type"], child, names, f"{where}.{name}")
+            pieces += _encode(field["type"], child, names, f"{where}.{name}", nan_null)
         return [_concat(pieces, m)]
     if kind == "array":
         if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
@@ -331,11 +368,14 @@ def _encode(avro_type: Any, arr: Any, names: dict[str, Any], where: str) -> list
         list_offsets = arr.offsets.to_numpy().astype(np.int64)
         items = arr.flatten()
         counts = np.diff(list_offsets)
-        body = _to_ragged(_concat(_encode(avro_type["items"], items, names, f"{where}[]"),
+        body = _to_ragged(_concat(_encode(avro_type["items"], items, names, f"{where}[]",
+                                          nan_null),
                                   len(items)))
         body = _Ragged(body.data, body.offsets[list_offsets - list_offsets[0]])
         prefix = _varint(_zigzag(counts))
-        prefix.lens = np.where(counts > 0, prefix.lens, 0)
+        if not counts.all():
+            prefix.lens = np.where(counts > 0, prefix.lens, 0)
+            prefix.dense = False
         return [prefix, body, _constant(m, b"\x00")]
     if kind in ("string", "bytes"):
         return _binary(arr)
@@ -344,7 +384,8 @@ def _encode(avro_type: Any, arr: Any, names: dict[str, Any], where: str) -> list
     raise UnsupportedSchemaError(f"{where}: Avro type {kind!r} is not supported")
 
 
-def encode_records(schema: Any, table: Any, *, prefix: bytes = b"") -> list[bytes]:
+def encode_records(schema: Any, table: Any, *, prefix: bytes = b"",
+                   nan_null: bool = False) -> list[bytes]:
     """Encode every row of an Arrow table as one schemaless Avro record.
 
     Parameters
@@ -356,6 +397,8 @@ def encode_records(schema: Any, table: Any, *, prefix: bytes = b"") -> list[byte
         columns are written as null where the schema allows it).
     prefix
         Bytes put before each record (e.g. a Confluent wire-format header).
+    nan_null
+        Write NaN of nullable float/double fields as null (as the alert builders do).
 
     Returns
     -------
@@ -378,11 +421,11 @@ def encode_records(schema: Any, table: Any, *, prefix: bytes = b"") -> list[byte
     m = len(table)
     if m == 0:
         return []
-    names = named_types(schema)
+    names = _named_types_cached(schema)
     where = schema.get("name", "record")
     if isinstance(schema, dict) and schema.get("type") == "record" and pa.types.is_struct(table.type):
-        return _encode_split(schema, table, names, where, prefix)
-    pieces = _encode(schema, table, names, where)
+        return _encode_split(schema, table, names, where, prefix, nan_null)
+    pieces = _encode(schema, table, names, where, nan_null)
     if prefix:
         pieces.insert(0, _constant(m, prefix))
     return _split_rows(_to_ragged(_concat(pieces, m)))
@@ -401,7 +444,7 @@ def _is_big(piece: _Fixed | _Ragged, m: int) -> bool:
 
 
 def _encode_split(schema: dict[str, Any], table: Any, names: dict[str, Any], where: str,
-                  prefix: bytes) -> list[bytes]:
+                  prefix: bytes, nan_null: bool = False) -> list[bytes]:
     """Encode a top-level record, leaving big byte fields (cutouts) out of the batch buffer.
 
     The small fields between big ones are encoded vectorized into one buffer; each record is
@@ -422,7 +465,7 @@ def _encode_split(schema: dict[str, Any], table: Any, names: dict[str, Any], whe
             child = pa.nulls(m)
         else:
             raise FormatError(f"{where}.{name} is required by the schema but absent")
-        for piece in _encode(field["type"], child, names, f"{where}.{name}"):
+        for piece in _encode(field["type"], child, names, f"{where}.{name}", nan_null):
             if _is_big(piece, m):
                 parts += [piece, []]
             else:

@@ -243,30 +243,14 @@ def cutout_to_fits_bytes(exposure: Exposure) -> bytes:
     Returns
     -------
     bytes
-        A FITS file: primary image + WCS, ``UNCERT`` (variance), optional ``PSFIMAGE``.
+        A FITS file: primary image + WCS, ``UNCERT`` (variance), optional ``PSFIMAGE``
+        (written by :class:`pachon.alerts.cutouts.CutoutWriter`; to cut many sources from
+        one exposure, use its ``around`` method, which formats the WCS once).
     """
-    from astropy.io import fits
+    from pachon.alerts.cutouts import CutoutWriter
 
-    from pachon.core.wcs import shift_wcs, wcs_to_header
-
-    header = fits.Header()
-    x0, y0 = exposure.xy0
-    header["CUTMINX"] = (x0, "parent x of the first pixel")
-    header["CUTMINY"] = (y0, "parent y of the first pixel")
-    if exposure.wcs is not None:
-        header.update(wcs_to_header(shift_wcs(exposure.wcs, x0, y0)))
-    hdus = [
-        fits.PrimaryHDU(np.asarray(exposure.image, np.float32), header=header),
-        fits.ImageHDU(np.asarray(exposure.variance, np.float32), name="UNCERT"),
-    ]
-    hdus[1].header["UTYPE"] = "VarianceUncertainty"
-    if exposure.psf is not None:
-        height, width = exposure.image.shape
-        kernel = exposure.psf.kernel_image(x0 + (width - 1) / 2.0, y0 + (height - 1) / 2.0)
-        hdus.append(fits.ImageHDU(np.asarray(kernel, np.float64), name="PSFIMAGE"))
-    buffer = io.BytesIO()
-    fits.HDUList(hdus).writeto(buffer)
-    return buffer.getvalue()
+    b = exposure.bbox
+    return CutoutWriter(exposure).box(b.x0, b.y0, b.x0 + b.width, b.y0 + b.height)
 
 
 def fits_bytes_to_cutout(data: bytes) -> Exposure:

@@ -34,6 +34,7 @@ __all__ = [
     "deserialize_alert",
     "validate_alert",
     "write_avro_file",
+    "avro_container_bytes",
     "read_avro_file",
     "WIRE_MAGIC",
     "wire_header",
@@ -192,7 +193,7 @@ def serialize_alerts(
     ----------
     alerts
         Alert dicts, or a columnar batch: a ``pyarrow.Table`` (see :func:`alerts_to_arrow`,
-        :func:`pachon.alerts.packet.build_alerts`) with the schema's top-level fields.
+        :func:`pachon.alerts.columnar.build_alert_table`) with the schema's top-level fields.
     version
         Schema version; the latest when None.
     wire
@@ -347,6 +348,71 @@ def write_avro_file(
         fastavro.writer(handle, schema, counted(), codec=codec)
     log.debug("wrote %d alerts to %s", count, path)
     return count
+
+
+def avro_container_bytes(packets: Iterable[bytes], version: str | None = None, *,
+                         codec: str = "deflate", block_bytes: int = 1 << 20) -> bytes:
+    """An Avro object container file (schema embedded) holding already-encoded packets.
+
+    The same file :func:`write_avro_file` writes from the alert dicts, built from the
+    schemaless bodies (e.g. of :func:`pachon.alerts.columnar.build_alerts`) without decoding
+    them: fastavro writes the header, the blocks are joined here.
+
+    Parameters
+    ----------
+    packets
+        Schemaless Avro bodies (no wire-format header) of one schema version.
+    version
+        Schema version; the latest when None.
+    codec
+        ``"null"`` or ``"deflate"``.
+    block_bytes
+        Packets are grouped in blocks of about this many bytes (before compression).
+
+    Returns
+    -------
+    bytes
+        The container file.
+    """
+    import zlib
+
+    import fastavro
+
+    if codec not in ("null", "deflate"):
+        raise FormatError(f"container codec {codec!r} is not supported here; use 'null' or "
+                          "'deflate' (or write_avro_file for the others)")
+    buffer = io.BytesIO()
+    fastavro.writer(buffer, load_schema(version), [], codec=codec)
+    header = buffer.getvalue()
+    sync = header[-16:]
+    parts = [header]
+
+    def varint(value: int) -> bytes:
+        value = value << 1  # zigzag of a non-negative long
+        out = bytearray()
+        while value > 0x7F:
+            out.append((value & 0x7F) | 0x80)
+            value >>= 7
+        out.append(value)
+        return bytes(out)
+
+    def flush(block: list[bytes]) -> None:
+        data = b"".join(block)
+        if codec == "deflate":
+            data = zlib.compress(data)[2:-4]  # raw deflate: no zlib header nor checksum
+        parts.extend((varint(len(block)), varint(len(data)), data, sync))
+
+    block: list[bytes] = []
+    size = 0
+    for packet in packets:
+        block.append(packet)
+        size += len(packet)
+        if size >= block_bytes:
+            flush(block)
+            block, size = [], 0
+    if block:
+        flush(block)
+    return b"".join(parts)
 
 
 def version_from_schema_name(name: str, *, source: str = "schema") -> str:

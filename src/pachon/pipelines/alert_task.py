@@ -5,7 +5,10 @@ It builds one packet per new DiaSource that has a DiaObject (the latest Rubin al
 the DiaSource, the new version of its DiaObject, the previous DiaSources and DiaForcedSources
 of the object within 12 months (read from the APDB, so the history is everything stored
 before, on any detector) and 30 × 30 pixel cutouts of the science, template and difference
-images (FITS with WCS, encoded once per source).  The packets are written as the ``alerts``
+images (FITS with WCS, encoded once per source).  The packets are built and encoded columnar
+(:func:`pachon.alerts.columnar.build_alerts`: no dict per alert or per history row; the same
+bytes as building each alert with :func:`pachon.alerts.build_alert`, which
+:func:`build_detector_alerts` still does).  They are written as the ``alerts``
 dataset (an Avro object container file, storage class ``Bytes``: any Avro tool reads it) and,
 when ``stream_url`` is set, published to that stream (a file-log folder or ``kafka://``) in the
 Confluent wire format, keyed by ``diaSourceId``, topic ``topic``, batch = the visit.
@@ -27,7 +30,8 @@ from pachon.core.exposure import Exposure
 from pachon.pipe.task import Input, Output, Task
 from pachon.pipelines.association_task import open_apdb
 
-__all__ = ["AlertConfig", "AlertTask", "build_detector_alerts", "alerts_to_avro_bytes"]
+__all__ = ["AlertConfig", "AlertTask", "build_detector_alerts", "build_detector_packets",
+           "alerts_to_avro_bytes"]
 
 _log = logging.getLogger(__name__)
 
@@ -120,6 +124,45 @@ def build_detector_alerts(sources: Any, objects: Any, history: Any, forced_histo
     return alerts
 
 
+def build_detector_packets(sources: Any, objects: Any, history: Any, forced_history: Any,
+                           images: dict[str, Exposure | None], *, cutout_size: int = 30,
+                           history_days: float = 365.25, version: str | None = None,
+                           wire: bool = False) -> tuple[np.ndarray, list[bytes]]:
+    """The encoded alert packets of one detector-visit, built columnar.
+
+    The same packets as ``serialize_alert(a)`` for each alert of
+    :func:`build_detector_alerts` (same arguments), without building them as dicts.
+
+    Parameters
+    ----------
+    sources, objects, history, forced_history, images, cutout_size, history_days, version
+        As for :func:`build_detector_alerts`.
+    wire
+        Prefix each packet with the Confluent wire-format header.
+
+    Returns
+    -------
+    ids : numpy.ndarray
+        The ``diaSourceId`` of each packet.
+    packets : list of bytes
+        Schemaless Avro (or wire-format) packets.
+    """
+    from pachon.alerts.columnar import build_alerts
+    from pachon.alerts.cutouts import CutoutWriter
+
+    with_obj = sources.filter(sources.column("diaObjectId").is_valid())
+    x = with_obj.column("x").to_numpy(zero_copy_only=False) if "x" in with_obj.column_names else (
+        np.full(with_obj.num_rows, np.nan))
+    y = with_obj.column("y").to_numpy(zero_copy_only=False) if "y" in with_obj.column_names else (
+        np.full(with_obj.num_rows, np.nan))
+    cutouts = {kind: CutoutWriter(image).around(x, y, cutout_size)
+               for kind, image in images.items() if image is not None}
+    packets = build_alerts(with_obj, objects, history, forced_history, None, cutouts,
+                           version=version, history_days=history_days, wire=wire)
+    ids = with_obj.column("diaSourceId").to_numpy(zero_copy_only=False).astype(np.int64)
+    return ids, packets
+
+
 def alerts_to_avro_bytes(alerts: list[dict[str, Any]], version: str | None = None) -> bytes:
     """An Avro object container file (schema embedded, deflate) holding ``alerts``."""
     import fastavro
@@ -149,7 +192,7 @@ class AlertTask(Task):
     def run(self, associated: Any, dia_object: Any, store: dict[str, Any], calexp: Exposure,
             difference: Exposure, template: Exposure) -> dict[str, Any]:
         """Build the packets, publish them when new, return the Avro file bytes."""
-        from pachon.alerts import serialize_alert
+        from pachon.alerts.serialize import avro_container_bytes, wire_header
 
         cfg = self.config
         apdb = open_apdb(cfg.apdb_url)
@@ -159,24 +202,25 @@ class AlertTask(Task):
         since = mjd - cfg.history_days
         history = apdb.get_dia_sources(ids, since=since)
         forced = apdb.get_dia_forced_sources(ids, since=since)
-        alerts = build_detector_alerts(
+        source_ids, bodies = build_detector_packets(
             associated, dia_object, history, forced,
             {"science": calexp, "template": template, "difference": difference},
             cutout_size=cfg.cutout_size, history_days=cfg.history_days, version=cfg.schema_version)
-        if cfg.stream_url and not store.get("already_stored", False) and alerts:
+        if cfg.stream_url and not store.get("already_stored", False) and bodies:
             from pachon.alerts.stream import open_publisher, publish_batch
 
+            header = wire_header(cfg.schema_version)
             publisher = open_publisher(cfg.stream_url)
             try:
                 publish_batch(publisher, cfg.topic, str(store.get("visit", "")),
-                              ((str(a["diaSourceId"]),
-                                serialize_alert(a, version=cfg.schema_version, wire=True)) for a in alerts))
+                              ((str(k), header + body)
+                               for k, body in zip(source_ids.tolist(), bodies, strict=True)))
                 publisher.flush()
             finally:
                 publisher.close()
         elif store.get("already_stored", False):
             _log.info("visit %s detector %s was already stored: %d alerts not published again",
-                      store.get("visit"), store.get("detector"), len(alerts))
+                      store.get("visit"), store.get("detector"), len(bodies))
         _log.info("visit %s detector %s: %d alert packets", store.get("visit"), store.get("detector"),
-                  len(alerts))
-        return {"alerts": alerts_to_avro_bytes(alerts, cfg.schema_version)}
+                  len(bodies))
+        return {"alerts": avro_container_bytes(bodies, cfg.schema_version)}
