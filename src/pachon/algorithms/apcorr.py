@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,19 @@ class ApertureCorrection:
         u = (np.asarray(x, float) - self.centre[0]) / self.scale[0]
         v = (np.asarray(y, float) - self.centre[1]) / self.scale[1]
         return poly_design(u, v, self.order) @ self.coefficients
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form (`from_dict` reads it back)."""
+        return {"coefficients": [float(c) for c in self.coefficients], "order": int(self.order),
+                "centre": [float(c) for c in self.centre], "scale": [float(c) for c in self.scale],
+                "error": float(self.error), "n_stars": int(self.n_stars)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ApertureCorrection:
+        """The correction written by `to_dict`."""
+        return cls(np.asarray(d["coefficients"], float), int(d["order"]), (float(d["centre"][0]),
+                   float(d["centre"][1])), (float(d["scale"][0]), float(d["scale"][1])), float(d["error"]),
+                   int(d["n_stars"]))
 
     def apply(
         self, x: np.ndarray, y: np.ndarray, flux: np.ndarray, flux_err: np.ndarray

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from pachon.cli.errors import handle_errors
+
+if TYPE_CHECKING:
+    from pachon.services.prompt import PromptConfig
 
 __all__ = ["prompt", "register", "latency_lines"]
 
@@ -59,12 +63,20 @@ def _since_ns(since: str | None) -> int | None:
 @click.option("--once", is_flag=True, help="Process the raws present now, then exit.")
 @click.option("--since", default=None,
               help="Only raws ingested at or after this time: ISO-8601 UTC, or 'now' (default: all).")
+@click.option("--listen", default=None, metavar="HOST:PORT",
+              help="Instead of watching, serve the 'next visit' endpoints (/prompt) at HOST:PORT.")
+@click.option("--raw-timeout", "raw_timeout_s", type=float, default=600.0, show_default=True,
+              help="With --listen: seconds after an announced exposure's end to give up waiting for a raw.")
 @handle_errors
 def prompt(repo: Path, apdb_url: str | None, stream_url: str | None, jobs: int, poll_s: float,
-           once: bool, since: str | None) -> None:
+           once: bool, since: str | None, listen: str | None, raw_timeout_s: float) -> None:
     """Run the AP pipeline on each new science raw; latency to REPO/prompt/latency.parquet."""
     from pachon.services.prompt import PromptConfig, PromptService, latency_path
 
+    if listen is not None:
+        _listen(PromptConfig(repo, apdb_url=apdb_url, stream_url=stream_url, workers=jobs, poll_s=poll_s),
+                listen, raw_timeout_s)
+        return
     service = PromptService(PromptConfig(repo, apdb_url=apdb_url, stream_url=stream_url, workers=jobs,
                                          poll_s=poll_s, since_ns=_since_ns(since)))
     try:
@@ -79,6 +91,24 @@ def prompt(repo: Path, apdb_url: str | None, stream_url: str | None, jobs: int, 
                f"{sum(r['n_alerts'] for r in rows)} alerts; latency table {latency_path(repo)}")
     if rows:
         click.echo("\n".join(latency_lines(rows)))
+
+
+def _listen(config: PromptConfig, listen: str, raw_timeout_s: float) -> None:
+    """Serve the application with the /prompt endpoints configured by ``config``."""
+    import uvicorn
+
+    from pachon.core.errors import ConfigError
+    from pachon.services.app import create_app
+    from pachon.services.prompt.routes import configure
+    from pachon.services.settings import ServiceSettings
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--listen {listen!r}: give HOST:PORT, e.g. 127.0.0.1:8090")
+    app = create_app(ServiceSettings(repo=config.repo, apdb_url=config.apdb_url))
+    configure(app, config, raw_timeout_s=raw_timeout_s)
+    click.echo(f"prompt service for {config.repo}: POST http://{listen}/prompt/next-visit")
+    uvicorn.run(app, host=host, port=int(port), log_level="info")
 
 
 def register(cli: click.Group) -> None:

@@ -24,7 +24,7 @@ from pachon.pipe.graph import Quantum
 from pachon.pipe.store import provenance_row, write_datasets
 
 __all__ = ["QuantumJob", "QuantumResult", "execute_quantum", "SUCCEEDED", "FAILED", "NO_WORK", "EXISTING",
-           "SKIPPED", "process_alive"]
+           "SKIPPED", "process_alive", "use_repository"]
 
 _log = logging.getLogger(__name__)
 
@@ -82,6 +82,15 @@ def _repo(root: str) -> Any:
 
         _REPOS[key] = Repository(root)
     return _REPOS[key]
+
+
+def use_repository(repo: Any) -> None:
+    """Make quanta executed in this process for ``repo.root`` use this open repository.
+
+    For a caller that holds a `Repository` subclass with extra behaviour, e.g. the prompt
+    service's repository that serves inputs read ahead of a visit's raws.
+    """
+    _REPOS[(os.getpid(), str(repo.root))] = repo
 
 
 def _task(job: QuantumJob) -> Any:

@@ -2,8 +2,9 @@
 
 :func:`calibrate_image` (no I/O) matches the sources to the reference catalogue, fits a
 TAN-SIP WCS, fits the zero point, applies the aperture correction and writes every source in
-the Rubin ``Source`` schema (fluxes in nJy).  :class:`CalibrateTask` reads ``ic_exp`` and the
-reference-catalogue shards overlapping the detector and writes ``calexp`` and ``src``.
+the Rubin ``Source`` schema (fluxes in nJy).  :class:`CalibrateTask` reads ``ic_exp``, the
+characterization's measurements ``ic_src`` (it does not characterize again) and the
+reference-catalogue shards overlapping the detector, and writes ``calexp`` and ``src``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class CalibrateConfig:
     match_tolerance: float = 5.0
     min_astrometry_snr: float = 20.0
     photometry_min_snr: float = 50.0
+    #: with fewer stars above ``photometry_min_snr``, the zero point uses the astrometric matches
+    #: above ``min_astrometry_snr`` (logged; the calexp header ``CALPHSNR`` gives the cut used)
+    photometry_min_stars: int = 3
     extendedness_ratio: float = 0.985
     #: dataset type name of the reference catalogue shards (healpix7)
     refcat_name: str = "sim_gaia"
@@ -88,7 +92,7 @@ def calibrate_image(
 
         raise AstrometryError(f"calibrate {data_id}: the exposure has no initial WCS; use blind_solve")
     snr = m["psf_instFlux"] / m["psf_instFluxErr"]
-    primary = char.detections.n_child == 0
+    primary = m["deblend_nChild"] == 0
     use = primary & (snr > cfg.min_astrometry_snr) & ~m["pixelFlags_edge"] & ~m["pixelFlags_saturated"]
     ra, dec = refcat_at_epoch(refcat, epoch_year)
     flux_col = f"{band}_flux"
@@ -109,7 +113,16 @@ def calibrate_image(
         m["psf_instFlux"], m["psf_instFluxErr"] = f, e
     m["psfFlux_apCorr"], m["psfFlux_apCorrErr"] = corr, corr_err
     si, ri = idx[astro.src_index], astro.ref_index
-    phot = (snr[si] > cfg.photometry_min_snr) & (char.detections.parent[si] < 0)
+    phot = (snr[si] > cfg.photometry_min_snr) & (m["parentSourceId"][si] < 0)
+    phot_snr = cfg.photometry_min_snr
+    if phot.sum() < cfg.photometry_min_stars:
+        # a sparse field (few bright stars on a small detector): the astrometric matches down to
+        # min_astrometry_snr still give a zero point good to ~1 %, rather than no calexp at all
+        relaxed = (snr[si] > cfg.min_astrometry_snr) & (m["parentSourceId"][si] < 0)
+        _log.warning("calibrate %s: %d photometric star(s) above S/N %.0f; using the %d above S/N %.0f "
+                     "(header CALPHSNR)", data_id, int(phot.sum()), cfg.photometry_min_snr,
+                     int(relaxed.sum()), cfg.min_astrometry_snr)
+        phot, phot_snr = relaxed, cfg.min_astrometry_snr
     colour = _reference_colour(refcat, cfg.colour_bands, ri[phot], data_id)
     zp = fit_zero_point(
         m["psf_instFlux"][si][phot], m["psf_instFluxErr"][si][phot],
@@ -117,6 +130,8 @@ def calibrate_image(
         colour=colour, colour_term=None if colour is not None else 0.0, data_id=data_id,
     )  # fmt: skip
     exp.photo_calib = zp.photo_calib
+    if exp.metadata is not None:
+        exp.metadata["CALPHSNR"] = (float(phot_snr), "S/N cut of the zero-point stars")
     ref_ap = next((k for k in ("ap17_instFlux", "ap12_instFlux") if k in m), None)
     if ref_ap is not None:
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -160,6 +175,7 @@ class CalibrateTask(Task):
     dimensions = ("instrument", "exposure", "detector")
     inputs = {
         "ic_exp": Input("ic_exp", ("instrument", "exposure", "detector"), "Exposure"),
+        "ic_src": Input("ic_src", ("instrument", "exposure", "detector"), "ArrowTable"),
     }
     prerequisites = {
         "refcat": PrerequisiteInput("sim_gaia", ("healpix7",), "ArrowTable", multiple=True, lookup="region"),
@@ -179,10 +195,14 @@ class CalibrateTask(Task):
             )
         }
 
-    def run(self, ic_exp: Exposure, refcat: list[Any]) -> dict[str, Any]:  # noqa: D102
+    def run(self, ic_exp: Exposure, ic_src: Any, refcat: list[Any]) -> dict[str, Any]:  # noqa: D102
         import pyarrow as pa
 
-        from pachon.pipelines.characterize_task import CharacterizeConfig, characterize_image
+        from pachon.pipelines.characterize_task import (
+            CharacterizeConfig,
+            characterization_from_table,
+            characterize_image,
+        )
 
         table = pa.concat_tables(refcat) if refcat else None
         if table is None or table.num_rows == 0:
@@ -195,7 +215,11 @@ class CalibrateTask(Task):
         vi = ic_exp.visit_info
         band = (vi.band if vi is not None else None) or "r"
         mjd = vi.mjd_tai_mid if vi is not None and vi.mjd_tai_mid is not None else 51544.5
-        char = characterize_image(ic_exp, CharacterizeConfig(repair_cosmic_rays=False))
+        # the characterization of ic_exp is stored in ic_src (measurements, PSF stars, aperture
+        # correction); only tables written before the model was kept need it done again
+        char = characterization_from_table(ic_exp, ic_src)
+        if char is None:
+            char = characterize_image(ic_exp, CharacterizeConfig(repair_cosmic_rays=False))
         data_id = f"exposure={getattr(vi, 'exposure_id', None)} detector={getattr(vi, 'detector', None)}"
         res = calibrate_image(char, ref, band, epoch_year=2000.0 + (mjd - 51544.5) / 365.25, data_id=data_id)
         return {"calexp": res.exposure, "src": res.sources}

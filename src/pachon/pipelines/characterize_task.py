@@ -7,6 +7,7 @@ PSF) and ``ic_src`` (the bright sources with their measurements) out.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,11 @@ from pachon.core.exposure import Exposure
 from pachon.core.psf import GaussianPsf
 from pachon.pipe.task import Input, Output, Task
 
-__all__ = ["CharacterizeConfig", "CharacterizeImageTask", "CharacterizeResult", "characterize_image"]
+__all__ = ["CharacterizeConfig", "CharacterizeImageTask", "CharacterizeResult", "characterize_image",
+           "characterization_from_table", "APCORR_KEY"]
+
+#: ``ic_src`` schema-metadata key of the aperture-correction model (JSON; ``null`` when none).
+APCORR_KEY = b"apcorr_model"
 
 _log = logging.getLogger(__name__)
 
@@ -49,12 +54,16 @@ class CharacterizeConfig:
 
 @dataclass
 class CharacterizeResult:
-    """The characterized exposure and what was learnt on the way."""
+    """The characterized exposure and what was learnt on the way.
+
+    ``detections`` and ``background`` are None when the result was read back from the
+    ``ic_src`` table (`characterization_from_table`): calibration needs neither.
+    """
 
     exposure: Exposure
-    detections: Detections
+    detections: Detections | None
     measurements: dict[str, np.ndarray]
-    background: Background
+    background: Background | None
     psf_used: np.ndarray
     psf_reserved: np.ndarray
     apcorr: ApertureCorrection | None
@@ -188,8 +197,26 @@ class CharacterizeImageTask(Task):
         keep["calib_psf_used"] = res.psf_used
         keep["calib_psf_reserved"] = res.psf_reserved
         table = pa.table(keep)
-        meta = {b"apcorr": str(res.apcorr.coefficients[0] if res.apcorr else 1.0).encode()}
+        meta = {b"apcorr": str(res.apcorr.coefficients[0] if res.apcorr else 1.0).encode(),
+                APCORR_KEY: json.dumps(res.apcorr.to_dict() if res.apcorr else None).encode()}
         return {"ic_exp": res.exposure, "ic_src": table.replace_schema_metadata(meta)}
+
+
+def characterization_from_table(exposure: Exposure, table: Any) -> CharacterizeResult | None:
+    """The characterization stored as ``ic_exp`` + ``ic_src``, or None for a table without the model.
+
+    Calibration needs the measurements, the PSF-star flags and the aperture correction, all
+    kept by `CharacterizeImageTask` (tables written before the model was stored give None).
+    """
+    meta = table.schema.metadata or {}
+    if APCORR_KEY not in meta:
+        return None
+    model = json.loads(meta[APCORR_KEY])
+    cols = {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}
+    used = cols.pop("calib_psf_used").astype(bool)
+    reserved = cols.pop("calib_psf_reserved").astype(bool)
+    apcorr = ApertureCorrection.from_dict(model) if model is not None else None
+    return CharacterizeResult(exposure, None, cols, None, used, reserved, apcorr)
 
 
 def _clean_aperture_flux(

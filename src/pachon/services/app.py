@@ -33,6 +33,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "pachon.services.images.sia",
     "pachon.services.images.soda",
     "pachon.services.images.datalink",
+    "pachon.services.prompt",
 )
 
 

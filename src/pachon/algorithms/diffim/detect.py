@@ -113,11 +113,17 @@ def detect_dia_sources(
     if n == 0:
         return _empty(labels, threshold)
     index = np.arange(1, n + 1)
-    npix = ndimage.sum_labels(np.ones_like(score), labels, index).astype(int)
-    smax = ndimage.maximum(score, labels, index)
-    smin = ndimage.minimum(score, labels, index)
-    pmax = np.array(ndimage.maximum_position(score, labels, index), float).reshape(-1, 2)
-    pmin = np.array(ndimage.minimum_position(score, labels, index), float).reshape(-1, 2)
+    # per-label statistics on the labelled pixels only (a few per cent of the image): the same
+    # values and first-in-C-order positions as over the full image, without sorting every pixel
+    at = np.flatnonzero(labels)
+    lab, val = labels.ravel()[at], score.ravel()[at]
+    npix = np.bincount(lab, minlength=n + 1)[1:]
+    smax = ndimage.maximum(val, lab, index)
+    smin = ndimage.minimum(val, lab, index)
+    imax = np.asarray(ndimage.maximum_position(val, lab, index), int).reshape(-1)
+    imin = np.asarray(ndimage.minimum_position(val, lab, index), int).reshape(-1)
+    pmax = np.column_stack(np.unravel_index(at[imax], labels.shape)).astype(float)
+    pmin = np.column_stack(np.unravel_index(at[imin], labels.shape)).astype(float)
     slices = ndimage.find_objects(labels, max_label=n)
     size = np.array([max(s[0].stop - s[0].start, s[1].stop - s[1].start) if s else 0 for s in slices])
     keep = npix >= min_pixels

@@ -257,11 +257,13 @@ def measure_sources(
         (ix - ph < 0) | (iy - ph < 0) | (ix + ph > image.shape[1] - 1) | (iy + ph > image.shape[0] - 1)
     )
     inner = max(1, int(round(2 * sigma)))
+    # stamps of the packed mask once, then one bit per plane (no full-image pass per plane)
+    mask_cube, _ = extract_stamps(exposure.mask.array, ix, iy, inner)
     for key, plane in cfg.flag_planes.items():
         if plane not in exposure.mask.planes:
             cols[f"pixelFlags_{key}"] = np.zeros(n, bool)
             continue
-        m, _ = extract_stamps(exposure.mask.get(plane), ix, iy, inner)
+        m = (mask_cube & np.uint32(exposure.mask.bitmask(plane))) != 0
         cols[f"pixelFlags_{key}"] = m.any(axis=(1, 2))
         cols[f"pixelFlags_{key}Center"] = m[:, inner - 1 : inner + 2, inner - 1 : inner + 2].any(axis=(1, 2))
     cols["pixelFlags_edge"] = cols["pixelFlags_edge"] | cols["psfFlux_flag_edge"]

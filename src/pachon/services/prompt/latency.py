@@ -7,6 +7,12 @@ append; only the service's main process writes it).  Columns: ``instrument``, ``
 started), ``end_ns`` (alert packets written), the spans in seconds ``queue_s`` (ingest → first
 step), ``processing_s`` (first step → alerts), ``total_s`` (ingest → alerts), and
 ``<step>_s`` (wall time of each AP step, NaN when it did not run).
+
+Detectors announced by a "next visit" notification (:mod:`pachon.services.prompt.visits`) also
+fill ``group`` (the visit's group id), ``notified_ns`` (when the notification was received),
+``since_notice_s`` (notification → alerts), ``preload_s`` (wall time spent reading inputs
+ahead of the raw), ``preloaded`` (datasets read ahead) and ``preload_hits`` (how many of them
+the AP steps took from memory); they are null for raws found by the watcher.
 """
 
 from __future__ import annotations
@@ -29,6 +35,10 @@ STEPS = ("isr", "characterize", "calibrate", "diffim", "dia", "association", "al
 _INT = ("exposure", "detector", "n_alerts", "ingest_ns", "start_ns", "end_ns")
 _STR = ("instrument", "status", "failed_step", "error", "run")
 _FLOAT = ("queue_s", "processing_s", "total_s", *(f"{s}_s" for s in STEPS))
+#: Columns of announced visits (null otherwise), after the others.
+_NOTICE_STR = ("group",)
+_NOTICE_INT = ("notified_ns", "preloaded", "preload_hits")
+_NOTICE_FLOAT = ("since_notice_s", "preload_s")
 
 
 def _schema() -> Any:
@@ -37,7 +47,10 @@ def _schema() -> Any:
     return pa.schema([*(pa.field(c, pa.string()) for c in _STR[:2]),
                       *(pa.field(c, pa.int64()) for c in _INT),
                       *(pa.field(c, pa.string()) for c in _STR[2:]),
-                      *(pa.field(c, pa.float64()) for c in _FLOAT)])
+                      *(pa.field(c, pa.float64()) for c in _FLOAT),
+                      *(pa.field(c, pa.string()) for c in _NOTICE_STR),
+                      *(pa.field(c, pa.int64()) for c in _NOTICE_INT),
+                      *(pa.field(c, pa.float64()) for c in _NOTICE_FLOAT)])
 
 
 def latency_path(repo_root: str | Path) -> Path:
@@ -46,13 +59,22 @@ def latency_path(repo_root: str | Path) -> Path:
 
 
 def read_latency(repo_root: str | Path) -> Any:
-    """The latency table (an empty table with the schema when nothing was processed yet)."""
+    """The latency table (an empty table with the schema when nothing was processed yet).
+
+    Columns added since the file was written are filled with nulls.
+    """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    schema = _schema()
     path = latency_path(repo_root)
     if not path.exists():
-        return _schema().empty_table()
-    return pq.read_table(path)
+        return schema.empty_table()
+    table = pq.read_table(path)
+    for f in schema:
+        if f.name not in table.column_names:
+            table = table.append_column(f, pa.nulls(table.num_rows, f.type))
+    return table.select(schema.names).cast(schema)
 
 
 def append_latency(repo_root: str | Path, rows: list[dict[str, Any]]) -> Any:
@@ -62,7 +84,7 @@ def append_latency(repo_root: str | Path, rows: list[dict[str, Any]]) -> Any:
 
     schema = _schema()
     new = pa.Table.from_pylist([{c: r.get(c) for c in schema.names} for r in rows], schema=schema)
-    table = pa.concat_tables([read_latency(repo_root).select(schema.names).cast(schema), new])
+    table = pa.concat_tables([read_latency(repo_root), new])
     path = latency_path(repo_root)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -36,6 +36,9 @@ class DetectorJob:
     apdb_url: str | None = None
     stream_url: str | None = None
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Group id and notification time (ns TAI) of an announced visit (None: found by the watcher).
+    group: str | None = None
+    notified_ns: int | None = None
 
 
 def detector_run(instrument: str, exposure: int, detector: int) -> str:
@@ -70,7 +73,8 @@ def process_detector(job: DetectorJob) -> dict[str, Any]:
 
     run = detector_run(job.instrument, job.exposure, job.detector)
     row: dict[str, Any] = {"instrument": job.instrument, "exposure": job.exposure, "detector": job.detector,
-                           "ingest_ns": job.ingest_ns, "run": run, "n_alerts": 0}
+                           "ingest_ns": job.ingest_ns, "run": run, "n_alerts": 0, "group": job.group,
+                           "notified_ns": job.notified_ns}
     started = now_ns()
     try:
         repo = Repository(job.repo_root)
@@ -103,6 +107,8 @@ def process_detector(job: DetectorJob) -> dict[str, Any]:
     end = times["alerts"][1] if "alerts" in times and row["status"] == "succeeded" else now_ns()
     row.update(start_ns=start, end_ns=end, queue_s=(start - job.ingest_ns) * _NS,
                processing_s=(end - start) * _NS, total_s=(end - job.ingest_ns) * _NS)
+    if job.notified_ns is not None:
+        row["since_notice_s"] = (end - job.notified_ns) * _NS
     _log.info("prompt %s exposure %s detector %s: %s, %d alerts, %.2f s from ingest", job.instrument,
               job.exposure, job.detector, row["status"], row["n_alerts"], row["total_s"])
     return row
