@@ -247,9 +247,11 @@ def measure_backend(backend: str, url: str, packets: list, args: argparse.Namesp
                 raws.append(raw_kafka_consume(bootstrap, f"raw{k % args.repeat}", args.n))
             runs.append(consume(url, args.n, tmp / f"out-{backend}-{label}-{k}", where, f"bench-{label}-{k}"))
         rate, stats = max(runs, key=lambda r: r[0])
+        per_cpu = sorted(r[1]["per_cpu_s"] for r in runs)
         print(f"{backend:8s} consume+filter {label:9s} {rate:8.0f} alerts/s/core  "
               f"(broker part alone {stats['alerts_per_s']:.0f}/s; matched {stats['matched']}"
-              f"/{stats['received']}); before (per-packet reference) {ref:6.0f}/s: x{rate / ref:.1f}")
+              f"/{stats['received']}); before (per-packet reference) {ref:6.0f}/s: x{rate / ref:.1f}; "
+              f"per CPU-second of the consumer {per_cpu[0]:.0f}-{per_cpu[-1]:.0f} over {len(runs)} runs")
         if raws:
             raw_con, raw_cpu = max(r[0] for r in raws), max(r[1] for r in raws)
             print(f"{'':8s}   bare confluent-kafka consume {raw_con:.0f}/s: ours {rate / raw_con:.2f} x; "

@@ -29,6 +29,7 @@ from pachon.alerts.broker.packets import (
     decode_message,
     iter_source,
 )
+from pachon.alerts.broker.projection import Needs
 from pachon.alerts.broker.table import (
     ROW_COLUMN,
     build_table,
@@ -120,6 +121,10 @@ class Broker:
         self.summary = SummaryWriter(self.out_dir)
         self.quarantine = Quarantine(self.out_dir)
         self.stats = BrokerStats()
+        self.needs = Needs()  # no filter: the fields of the table and summary only
+        for flt in self.filters:  # a Python filter may read any field: all of them
+            self.needs = self.needs.union(flt.needs if isinstance(flt, SqlFilter) else
+                                          Needs(everything=True))
 
     def _bad(self, bad: BadPacket) -> None:
         self.quarantine.put(bad)
@@ -142,7 +147,7 @@ class Broker:
               groups: dict[str, list[tuple[Packet, Any, Any]]]) -> Any | None:
         """Vectorized path for Rubin wire packets of one version; None when it falls back."""
         try:
-            decoded = decode_rubin_batch([p.raw for p in packets], version)
+            decoded = decode_rubin_batch([p.raw for p in packets], version, self.needs)
             table = rubin_table(decoded, [p.batch for p in packets], catalog=self.catalog,
                                 radius_arcsec=self.radius_arcsec)
         except (FormatError, KeyError, TypeError, ValueError) as exc:

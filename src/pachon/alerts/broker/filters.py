@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from pachon.alerts.broker.projection import sql_needs
 from pachon.alerts.broker.table import ROW_COLUMN
 from pachon.core.errors import ConfigError, QueryError
 
@@ -54,6 +55,8 @@ class SqlFilter:
             raise QueryError(f"filter {where!r} must be one expression, not several statements")
         self._con = duckdb.connect()
         self._skipped: set[str] = set()
+        self.needs = sql_needs(where)
+        """Record fields the expression names (the broker decodes only those, and its own)."""
 
     def __call__(self, table: Any, survey: str) -> np.ndarray:
         """Return the boolean mask of the rows of ``table`` that pass."""

@@ -16,6 +16,7 @@ import numpy as np
 
 from pachon.alerts.broker.features import FEATURE_NAMES, light_curve_features
 from pachon.alerts.broker.packets import Packet
+from pachon.alerts.broker.projection import Needs, rubin_projection
 from pachon.alerts.broker.xmatch import Catalog
 from pachon.alerts.ztf import MAG_ZP_NJY, map_ztf_alert, ztf_light_curve
 from pachon.core.errors import FormatError
@@ -150,15 +151,29 @@ def _assemble(survey: str, alert_ids: Any, object_ids: Any, batches: list[str], 
     return pa.table(columns)
 
 
-_PROJECTION = {"diaSource": True, "diaObject": True,
-               "prvDiaSources": {"midpointMjdTai": True, "psfFlux": True, "band": True}}
-
-
 def _floats(arr: Any) -> np.ndarray:
     return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=float)
 
 
-def decode_rubin_batch(raws: list[bytes], version: str) -> Any:
+_PROJECTIONS: dict[tuple[str, tuple], dict[str, Any]] = {}
+
+
+def _projection(schema: Any, version: str, needs: Needs) -> dict[str, Any]:
+    key = (version, needs.key())
+    if key not in _PROJECTIONS:
+        fields = {f["name"]: [g["name"] for g in _record_fields(f["type"])]
+                  for f in schema["fields"] if f["name"] in ("diaSource", "diaObject")}
+        _PROJECTIONS[key] = rubin_projection(needs, fields)
+    return _PROJECTIONS[key]
+
+
+def _record_fields(avro_type: Any) -> list[dict[str, Any]]:
+    if isinstance(avro_type, list):
+        avro_type = next(t for t in avro_type if t != "null")
+    return avro_type.get("fields", []) if isinstance(avro_type, dict) else []
+
+
+def decode_rubin_batch(raws: list[bytes], version: str, needs: Needs | None = None) -> Any:
     """Decode, vectorized, what the filters need of Rubin wire-format packets of one version.
 
     Parameters
@@ -167,12 +182,17 @@ def decode_rubin_batch(raws: list[bytes], version: str) -> Any:
         Confluent wire-format packets (5-byte header, then the Avro body).
     version
         Their schema version.
+    needs
+        The record fields the filters use (:func:`~pachon.alerts.broker.projection.sql_needs`);
+        None for all of ``diaSource`` and ``diaObject``.
 
     Returns
     -------
     pyarrow.StructArray
-        ``diaSource`` and ``diaObject`` records, and ``prvDiaSources`` reduced to the
-        light-curve fields; cutouts are skipped without being copied.
+        ``diaSource`` (the fields needed, at least
+        :data:`~pachon.alerts.broker.projection.ALWAYS_SOURCE_FIELDS`) and, when needed,
+        ``diaObject``; ``prvDiaSources`` reduced to the light-curve fields; the rest is
+        skipped in the bytes (cutouts without being copied).
 
     Raises
     ------
@@ -187,7 +207,8 @@ def decode_rubin_batch(raws: list[bytes], version: str) -> Any:
     top = {f["name"] for f in schema["fields"]}
     if not {"diaSource", "diaObject", "prvDiaSources"} <= top:
         raise FormatError(f"alert schema {version} lacks the fields of the vectorized broker path")
-    return decode_records(schema, raws, skip=5, projection=_PROJECTION)
+    projection = _projection(schema, version, Needs(everything=True) if needs is None else needs)
+    return decode_records(schema, raws, skip=5, projection=projection)
 
 
 def rubin_table(decoded: Any, batches: list[str], *, catalog: Catalog | None = None,
@@ -234,9 +255,10 @@ def rubin_table(decoded: Any, batches: list[str], *, catalog: Catalog | None = N
     alert_ids = src.field("diaSourceId").cast(pa.int64())
     object_ids = pc.fill_null(src.field("diaObjectId").cast(pa.string()), "")
     extra = {}
-    objects = decoded.field("diaObject")
-    if objects.null_count < len(objects):
-        extra["diaObject"] = objects
+    if decoded.type.get_field_index("diaObject") >= 0:
+        objects = decoded.field("diaObject")
+        if objects.null_count < len(objects):
+            extra["diaObject"] = objects
     return _assemble("rubin", alert_ids, object_ids, batches, source, extra,
                      (lengths, mjd, mags, band.astype(str)), catalog, radius_arcsec)
 
