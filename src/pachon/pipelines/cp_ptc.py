@@ -4,7 +4,8 @@
 flat and bias; narrow it in the pipeline YAML or with the run's ``where``, e.g.
 ``exposure.day_obs = 20240331``): flat pairs at several levels, and two or more biases for the
 read noise.  Flats are paired by exposure time (consecutive exposures of one time); each pair
-gives the mean and temporal variance per amplifier (overscan-subtracted, ADU).  Outputs (the
+gives the mean and temporal variance per amplifier (overscan-subtracted, ADU; the lag-0
+flat-pair covariance below, one pass over the pixels for both).  Outputs (the
 calibration types, certified as written): ``ptc`` (Json: gains, read noise, the curve) and
 ``linearity`` (Numpy ``(n_amp, 1)``: quadratic non-linearity in electrons, from the mean signal
 against exposure time with a constant term for the bias residual and shutter offset, see
@@ -82,7 +83,7 @@ class CpPtcTask(Task):
                                      where=self.config.where)}
 
     def _segments(self, raw: Any, det: Any, did: dict[str, Any], overscan: bool) -> list[np.ndarray]:
-        arrays = amplifier_arrays(raw, det, data_id=did)
+        arrays = amplifier_arrays(raw, det, data_id=did, dtype=None)  # converted once, below
         out = []
         for amp, arr in zip(det.amplifiers, arrays, strict=True):
             if not np.all(np.isfinite(arr)):
@@ -112,7 +113,12 @@ class CpPtcTask(Task):
                               f"{self.config.where!r})")
         amps = det.amplifiers
         times = np.array([t for t, _, _ in pairs])
-        stats = np.array([[pair_statistics(a[k], b[k]) for k in range(len(amps))] for _, a, b in pairs])
+        n_lag = self.config.covariance_max_lag
+        # the covariances at lag 0 are the pair variances: one pass over the pixels gives both
+        pcs = [[pair_covariances(a[k], b[k], n_lag) for k in range(len(amps))] for _, a, b in pairs] \
+            if n_lag > 0 else None
+        stats = np.array([[(p.mean, p.cov[0, 0]) for p in row] for row in pcs]) if pcs is not None else \
+            np.array([[pair_statistics(a[k], b[k]) for k in range(len(amps))] for _, a, b in pairs])
         result: dict[str, Any] = {"detector": det.id, "amplifiers": [a.name for a in amps], "gain": [],
                                   "read_noise": [], "quadratic": [], "exposure_times": times.tolist(),
                                   "means": stats[:, :, 0].T.tolist(), "variances": stats[:, :, 1].T.tolist(),
@@ -134,19 +140,20 @@ class CpPtcTask(Task):
                 result["linearity_offset"].append(curve.offset)
                 _log.info("linearity %s %s: c2 %.4g +- %.2g /e-, offset %.2f e-", data_id, amp.name,
                           curve.coefficients[0], curve.errors[0], curve.offset)
-        if self.config.covariance_max_lag > 0:
-            result.update(self._covariances(pairs, result, lin))
+        if pcs is not None:
+            result.update(self._covariances(pcs, result, lin))
         if len(biases) < 2:
             _log.warning("ptc %s: fewer than two biases; read noise from the curve's intercept", data_id)
         linearity = np.asarray(lin, float).reshape(len(amps), -1) if lin else None
         return {"ptc": result, "linearity": linearity}
 
-    def _covariances(self, pairs: list[Any], result: dict[str, Any], lin: list[Any]) -> dict[str, Any]:
+    def _covariances(self, pair_covs: list[list[Any]], result: dict[str, Any],
+                     lin: list[Any]) -> dict[str, Any]:
         """Flat-pair covariances per amplifier and pair, in electrons with non-linearity undone."""
         n = self.config.covariance_max_lag
         means, covs, errs, npix = [], [], [], []
         for k, gain in enumerate(result["gain"]):
-            pcs = [pair_covariances(a[k], b[k], n) for _, a, b in pairs]
+            pcs = [row[k] for row in pair_covs]
             c2 = float(lin[k][0]) if lin else 0.0
             m, c = linearize_covariances(np.array([p.mean for p in pcs]) * gain,
                                          np.stack([p.cov for p in pcs]) * gain * gain, c2)

@@ -129,8 +129,9 @@ def combined_exposure(frames: list[Any], config: CombineConfig, *, obstype: str,
     from pachon.core.exposure import Exposure
     from pachon.core.mask import Mask
 
-    images = [np.asarray(f.image, float) for f in frames]
-    variances = [np.asarray(f.variance, float) for f in frames]
+    # as stored (float32): combine_frames converts one block of rows at a time
+    images = [np.asarray(f.image) for f in frames]
+    variances = [np.asarray(f.variance) for f in frames]
     scales = None
     if per_second:
         scales = [float(f.metadata.get("DARKTIME", 0.0)) for f in frames]
@@ -153,7 +154,21 @@ def combined_exposure(frames: list[Any], config: CombineConfig, *, obstype: str,
     exp.metadata["NCOMBINE"] = (len(frames), "frames combined")
     if normalize:
         exp.metadata["FILTER"] = str(first.get("FILTER", ""))
+    _copy_gains(frames, exp.metadata, obstype)
     return exp
+
+
+def _copy_gains(frames: list[Any], metadata: Any, obstype: str) -> None:
+    """The gains the frames were converted with (``ISR_GAIN_<amp>``), when they all agree: ISR
+    rescales the product to the gains it applies (`isr_task.match_calibration_gains`)."""
+    cards = [{k: v for k, v in f.metadata.items() if k.startswith("ISR_GAIN_")} for f in frames]
+    if not cards[0]:
+        return
+    if any(c != cards[0] for c in cards[1:]):
+        _log.warning("cp %s: the frames were converted with different gains; none recorded", obstype)
+        return
+    for key, value in cards[0].items():
+        metadata[f"HIERARCH {key}"] = (value, "gain applied, e-/ADU")
 
 
 class _CombineTask(Task):

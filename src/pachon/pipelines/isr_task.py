@@ -28,7 +28,7 @@ from pachon.core.errors import ConfigError, FormatError
 from pachon.pipe.task import Input, Output, PrerequisiteInput, Task
 
 __all__ = ["IsrTask", "IsrTaskConfig", "CALIBRATION_TYPES", "STEP_CALIBRATIONS", "raw_context",
-           "visit_info_from", "isr_calibs_from"]
+           "visit_info_from", "isr_calibs_from", "match_calibration_gains", "record_gains", "recorded_gains"]
 
 _log = logging.getLogger(__name__)
 
@@ -184,6 +184,53 @@ def isr_calibs_from(inputs: dict[str, Any], detector: Any, data_id: dict[str, An
     return calibs
 
 
+GAIN_KEY = "ISR_GAIN_{}"
+
+
+def record_gains(metadata: Any, detector: Any, gains: np.ndarray) -> None:
+    """Write the gain (e-/ADU) each amplifier was converted with (``ISR_GAIN_<amp>`` cards)."""
+    for amp, g in zip(detector.amplifiers, gains, strict=True):
+        metadata[f"HIERARCH {GAIN_KEY.format(amp.name)}"] = (float(g), "gain applied, e-/ADU")
+
+
+def recorded_gains(metadata: Any, detector: Any) -> np.ndarray | None:
+    """The gains recorded by :func:`record_gains`, or None when any amplifier lacks one."""
+    if metadata is None or not hasattr(metadata, "get"):
+        return None
+    values = [metadata.get(GAIN_KEY.format(amp.name)) for amp in detector.amplifiers]
+    return None if any(v is None for v in values) else np.asarray(values, float)
+
+
+def match_calibration_gains(calibs: IsrCalibs, detector: Any, data_id: dict[str, Any]) -> IsrCalibs:
+    """Bias, dark and flat rescaled, amplifier by amplifier, to the gains this ISR applies.
+
+    The cp pipeline converts its bias, dark and flat frames with the camera's nominal gains;
+    ISR with ``use_ptc`` converts the science frame with the photon-transfer gains.  A flat made
+    with gains ``g_c`` and applied to an image converted with ``g`` leaves each amplifier off
+    by ``g / g_c`` (the flat only cancels the gains it was made with); bias and dark (electrons)
+    are off by the same factor.  Calibrations that record their gains (``ISR_GAIN_<amp>``) are
+    rescaled by ``g / g_c``; others are used as they are.
+    """
+    gains = np.asarray(calibs.gains if calibs.gains is not None else [a.gain for a in detector.amplifiers],
+                       float)
+    for name in ("bias", "dark", "flat"):
+        calib = getattr(calibs, name)
+        made = recorded_gains(getattr(calib, "metadata", None), detector)
+        if made is None or np.allclose(made, gains, rtol=1e-7, atol=0.0):
+            continue
+        ratio = gains / made
+        scaled = calib.copy()
+        for amp, r in zip(detector.amplifiers, ratio, strict=True):
+            box = amp.bbox.slices()
+            scaled.image[box] *= np.float32(r)
+            scaled.variance[box] *= np.float32(r * r)
+        record_gains(scaled.metadata, detector, gains)
+        _log.info("isr %s: %s rescaled to the applied gains (ratio %.4f .. %.4f)", data_id, name,
+                  ratio.min(), ratio.max())
+        setattr(calibs, name, scaled)
+    return calibs
+
+
 class IsrTask(Task):
     """Instrument signature removal of one raw detector with certified calibrations."""
 
@@ -222,6 +269,8 @@ class IsrTask(Task):
         raw = inputs["raw"]
         _, det, info = raw_context(raw, data_id)
         calibs = isr_calibs_from(inputs, det, data_id)
+        if self.config.isr.do_gain:
+            calibs = match_calibration_gains(calibs, det, data_id)
         cfg, off = self._steps_available(inputs, data_id)
         exp = run_isr(raw, det, calibs, cfg, exposure_time=float(info.exposure_time or 0.0),
                       dark_time=info.dark_time, data_id=data_id)
@@ -247,6 +296,9 @@ class IsrTask(Task):
             md[f"HIERARCH ISR_{name.upper()}"] = (bool(applied), f"{name} calibration applied")
         md["HIERARCH ISR_OFF"] = (",".join(off), "steps switched off: calibration absent")
         md["HIERARCH ISR_DATA_ID"] = str({k: data_id[k] for k in EXP_DET})
+        if cfg.do_gain:
+            record_gains(md, det, np.asarray(calibs.gains if calibs.gains is not None else
+                                             [a.gain for a in det.amplifiers], float))
         return {self.output_name: exp}
 
     def run(self, **inputs: Any) -> dict[str, Any]:

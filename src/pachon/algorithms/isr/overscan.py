@@ -149,7 +149,7 @@ def subtract_overscan(
     Returns the corrected whole raw array (same shape, float64) and statistics: the mean
     overscan level and the noise in the overscan after subtraction (ADU).
     """
-    out = np.asarray(array, dtype=np.float64).copy()
+    out = np.array(array, dtype=np.float64)  # one copy, whatever the raw type
     rows_level, cols_level, stats = overscan_levels(array, amp, config)
     if rows_level is not None:
         box = amp.raw_serial_overscan_bbox
