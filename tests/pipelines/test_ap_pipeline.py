@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 
 import fastavro
 import numpy as np
@@ -72,8 +71,6 @@ def test_chain_runs_and_alerts_validate(survey: dict) -> None:
     assert len(keys) == len(set(keys)) == n
 
 
-#: Systematic error of difference fluxes, as a fraction of the object's template flux.
-PSF_MATCHING_FLOOR = 0.02
 #: A DiaSource is that of a truth object within this distance.
 MATCH_ARCSEC = 0.7
 #: A transient / variable is isolated when no other source brighter than mag 23 lies this close.
@@ -128,7 +125,8 @@ def test_dia_object_light_curves_match_truth(survey: dict) -> None:
     last = last.filter(last.column("validityEndMjdTai").is_null()).to_pydict()
     tmpl = ep["exposure_id"] // 100_000 == s.template_day
     njy = 10 ** (-0.4 * (ep["mag"] - 31.4))
-    pulls = []
+    pulls, source_pulls = [], []
+    flux, flux_err = src.column("psfFlux").to_numpy(), src.column("psfFluxErr").to_numpy()
     for k, o in enumerate(last["diaObjectId"]):
         mine = obj == o
         assert last["nDiaSources"][k] == mine.sum()
@@ -139,13 +137,18 @@ def test_dia_object_light_curves_match_truth(survey: dict) -> None:
         at = np.array([njy[(ep["source_id"] == t) & (ep["exposure_id"] == v)][0]
                        for v in src.column("visit").to_numpy()[mine]])
         truth_mean = float(np.mean(at - ref))
-        # PSF matching leaves ~1-2 % of an object's static flux as a shape residual, which the
-        # per-source psfFluxErr does not include: it dominates for bright objects with small
-        # changes (a 19th-mag supernova fading by 4 %); added in quadrature (docs/diffim.md)
-        err = math.hypot(last["r_psfFluxMeanErr"][k], PSF_MATCHING_FLOOR * ref)
-        pulls.append((last["r_psfFluxMean"][k] - truth_mean) / err)
+        source_pulls += list((flux[mine] - (at - ref)) / flux_err[mine])
+        # psfFluxErr includes the PSF-matching residual of the static flux, estimated on each
+        # difference's kernel stars (diffim.mismatch; docs/diffim.md): no floor added here
+        pulls.append((last["r_psfFluxMean"][k] - truth_mean) / last["r_psfFluxMeanErr"][k])
     pulls = np.asarray(pulls)
     assert len(pulls) >= 15
+    # seed 3, before the mismatch term: objects RMS 4.5 (worst 18.5), sources RMS 2.5; with it:
+    # objects RMS 1.31 (worst 3.55: the residual is common to an object's sources, which the
+    # DiaObject mean error averages down), sources RMS 0.48 (the per-image estimate is
+    # conservative where most bright stars vary, see diffim.mismatch)
+    source_pulls = np.asarray(source_pulls)
+    assert np.sqrt(np.mean(source_pulls**2)) < 1.0, source_pulls
     assert np.all(np.abs(pulls) < 4), pulls
     assert np.sqrt(np.mean(pulls**2)) < 1.5, pulls
 

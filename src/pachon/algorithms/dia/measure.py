@@ -32,6 +32,7 @@ from pachon.algorithms.dia import stamps as st
 from pachon.algorithms.dia.dipole import fit_dipole
 from pachon.algorithms.dia.reliability import score_reliability
 from pachon.algorithms.dia.trail import fit_trail
+from pachon.algorithms.diffim.mismatch import HEADER_KEY as MISMATCH_KEY
 from pachon.core.exposure import Exposure
 
 __all__ = ["DiaMeasureConfig", "measure_dia_sources", "pixel_angle_to_bearing"]
@@ -187,6 +188,15 @@ def measure_dia_sources(
     extended = ((ixx + iyy) > config.extended_ratio * (pxx + pyy)).astype(float)
     sci_f, sci_e = _forced(science, cx + ox, cy + oy, half)
     tpl_f, tpl_e = _forced(template, cx + ox, cy + oy, half)
+    calib = difference.photo_calib.calibration_mean if difference.photo_calib is not None else 1.0
+    tpl_calib = (template.photo_calib.calibration_mean
+                 if template is not None and template.photo_calib is not None else calib)
+    # PSF-matching residual of the static flux (kernel-star estimate from subtract_images),
+    # in quadrature: a systematic of bright objects that pixel noise does not describe
+    mismatch = float(difference.metadata.get(MISMATCH_KEY, 0.0) or 0.0)
+    if mismatch > 0:
+        static = np.abs(np.nan_to_num(tpl_f)) * (tpl_calib / calib)
+        flux_err = np.hypot(flux_err, mismatch * static)
     cols: dict[str, Any] = {}
     # dipoles
     dip = {k: np.full(n, np.nan) for k in ("mean", "mean_err", "diff", "diff_err", "length", "angle", "chi2")}
@@ -261,7 +271,6 @@ def measure_dia_sources(
         if key not in ("edge", "bad"):
             flags[f"pixelFlags_{key}Center"] = st.gather(pl, ix, iy, 1, fill=1.0).max(axis=(1, 2)) > 0
     off = ~((ix >= 0) & (ix < b.width) & (iy >= 0) & (iy < b.height))
-    calib = difference.photo_calib.calibration_mean if difference.photo_calib is not None else 1.0
     if difference.wcs is not None:
         ra, dec = difference.pixel_to_sky(cx + ox, cy + oy)
         tra, tdec = difference.pixel_to_sky(np.nan_to_num(tr["x"]), np.nan_to_num(tr["y"]))
@@ -330,8 +339,8 @@ def measure_dia_sources(
             "scienceFlux": sci_f * calib,
             "scienceFluxErr": sci_e * calib,
             "forced_PsfFlux_flag": ~np.isfinite(sci_f),
-            "templateFlux": tpl_f * calib,
-            "templateFluxErr": tpl_e * calib,
+            "templateFlux": tpl_f * tpl_calib,
+            "templateFluxErr": tpl_e * tpl_calib,
             "ixx": ixx * arcsec**2,
             "iyy": iyy * arcsec**2,
             "ixy": ixy * arcsec**2,

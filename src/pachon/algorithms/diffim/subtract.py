@@ -34,6 +34,8 @@ from pachon.algorithms.diffim.basis import (
 )
 from pachon.algorithms.diffim.cells import CellGrid, kernels_to_fourier
 from pachon.algorithms.diffim.decorrelation import filtered_difference
+from pachon.algorithms.diffim.mismatch import HEADER_KEY as MISMATCH_KEY
+from pachon.algorithms.diffim.mismatch import template_mismatch
 from pachon.core.errors import ConfigError, NoWorkFound
 from pachon.core.exposure import Exposure
 from pachon.core.psf import ImagePsf
@@ -425,4 +427,11 @@ def subtract_images(
         metadata=science.metadata.copy(),
         xy0=science.xy0,
     )
+    if sol is not None and not sol.from_psf and len(sol.star_xy):
+        # template-to-science flux scale: the calibrations' ratio, else the fitted kernel sum
+        k_sum = float(np.ravel(sol.kernel_sum(np.array([0.5 * w]), np.array([0.5 * h])))[0])
+        scale = flux_scale if (cal_s and cal_t) else (1.0 / k_sum if mode == "convolve_science" else k_sum)
+        est = template_mismatch(out.image, out.variance, prod.psf_kernel, t_img, t_var, psf_t,
+                                sol.star_xy[:, 0], sol.star_xy[:, 1], scale)
+        out.metadata[MISMATCH_KEY] = float(est.fraction)
     return DiffimResult(out, score, sol, mode)
