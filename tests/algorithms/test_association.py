@@ -134,3 +134,37 @@ def test_summary_columns_by_hand() -> None:
     assert row["dec"] == pytest.approx(np.mean([1.0, 1.0001, 0.9999, 1.0]), abs=1e-9)
     assert row["raErr"] == pytest.approx(np.sqrt(4 * 2e-5**2) / 4, rel=1e-5)
     assert (row["firstDiaSourceMjdTai"], row["lastDiaSourceMjdTai"]) == (60000.0, 60003.0)
+
+
+def test_mean_flux_error_treats_the_mismatch_term_as_common() -> None:
+    """psfFluxMeanErr: pixel noise averages down, the PSF-matching residual (one per object) does not."""
+    rng = np.random.default_rng(11)
+    n_obj, per = 400, 5
+    obj = np.repeat(np.arange(1, n_obj + 1), per)
+    truth = np.repeat(rng.uniform(500.0, 5000.0, n_obj), per)
+    pixel = rng.uniform(20.0, 60.0, obj.size)  # independent, per source
+    common = np.repeat(rng.uniform(50.0, 150.0, n_obj), per) * rng.uniform(0.8, 1.2, obj.size)
+    offset = np.repeat(rng.normal(size=n_obj), per) * common  # one draw per object
+    flux = truth + offset + rng.normal(size=obj.size) * pixel
+    err = np.hypot(pixel, common)
+    table = dia_source_table(np.arange(1, obj.size + 1), np.full(obj.size, 10.0), np.zeros(obj.size), 60000.0,
+                             visit=1, detector=1, band="r", psf_flux=flux, psf_flux_err=err,
+                             dia_object_id=obj)
+    snr = pa.array((flux / pixel).astype(np.float32), pa.float32())  # the pixel-noise S/N, as DIA measures it
+    table = table.set_column(table.schema.get_field_index("snr"), "snr", snr)
+    rows = summarize_dia_objects(table)
+    mean = rows.column("r_psfFluxMean").to_numpy()
+    mean_err = rows.column("r_psfFluxMeanErr").to_numpy()
+    # by hand for the first object
+    k = obj == 1
+    w = 1 / err[k] ** 2
+    expect = np.sqrt(np.sum(w**2 * pixel[k] ** 2) + np.sum(w * common[k]) ** 2) / np.sum(w)
+    assert mean_err[0] == pytest.approx(expect, rel=1e-4)
+    pulls = (mean - truth[::per]) / mean_err
+    assert 0.9 < np.sqrt(np.mean(pulls**2)) < 1.1, np.sqrt(np.mean(pulls**2))
+    # errors taken as independent (no snr) under-state it: the same pulls are ~1.8 sigma wide
+    naive = summarize_dia_objects(table.set_column(table.schema.get_field_index("snr"), "snr",
+                                                   pa.nulls(obj.size, pa.float32())))
+    naive_pulls = (naive.column("r_psfFluxMean").to_numpy() - truth[::per]) / naive.column(
+        "r_psfFluxMeanErr").to_numpy()
+    assert np.sqrt(np.mean(naive_pulls**2)) > 1.5

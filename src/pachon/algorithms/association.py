@@ -11,6 +11,23 @@ Pure functions on arrays and pyarrow Tables (no I/O):
 - :func:`summarize_dia_objects`: the DiaObject summary columns of ``apdb.yaml`` (mean
   position, per-band PSF flux mean/error/sigma/min/max/ndata/max slope, science flux means,
   forced-photometry means, first/last times, ``nDiaSources``) by vectorized group-by.
+
+Error of the mean PSF flux (``<band>_psfFluxMeanErr``): a DiaSource's ``psfFluxErr`` is the
+pixel noise ``s`` and, in quadrature, the PSF-matching residual of the static flux
+``c = f |templateFlux|`` (``f``: the difference's measured template-mismatch fraction,
+:mod:`pachon.algorithms.diffim.mismatch`).  ``c`` is not independent between the sources of one
+object: they were all differenced against the same template and star, and the residual has a
+common sign (a fraction of the same static flux).  The mean is still weighted by
+``w = 1 / psfFluxErr^2`` (the schema's weighted mean), and its error treats ``s`` as independent
+and ``c`` as fully correlated::
+
+    psfFluxMeanErr^2 = sum(w^2 s^2) / (sum w)^2 + (sum(w c) / sum w)^2
+
+(``1 / sqrt(sum w)`` when ``c = 0``): the common term is not averaged down by the number of
+sources.  ``s`` comes back from the stored columns as ``|psfFlux| / |snr|`` (``snr`` is the
+pixel-noise S/N of the PSF flux, :func:`pachon.algorithms.dia.measure.measure_dia_sources`) and
+``c^2 = psfFluxErr^2 - s^2``; where ``snr`` is missing, all of ``psfFluxErr`` counts as
+independent.
 """
 
 from __future__ import annotations
@@ -30,6 +47,7 @@ __all__ = [
     "match_nearest",
     "associate",
     "associate_solar_system",
+    "common_error",
     "summarize_dia_objects",
 ]
 
@@ -239,13 +257,33 @@ def _group_reduce(ufunc: Any, values: np.ndarray, starts: np.ndarray) -> np.ndar
     return ufunc.reduceat(values, starts) if values.size else values[:0]
 
 
+def common_error(flux: np.ndarray, err: np.ndarray, snr: np.ndarray) -> np.ndarray:
+    """The part of ``err`` common to an object's sources: ``sqrt(err^2 - (flux / snr)^2)``.
+
+    ``flux / snr`` is the pixel-noise error (``snr`` being the pixel-noise S/N of ``flux``); the
+    rest of ``err`` is the PSF-matching residual of the static flux.  0 where ``snr`` or ``flux``
+    is missing or zero (all of ``err`` then counts as independent).
+    """
+    flux, err, snr = (np.asarray(a, float) for a in (flux, err, snr))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pixel = np.abs(flux) / np.abs(snr)
+        c2 = err**2 - pixel**2
+    return np.where(np.isfinite(c2) & (pixel > 0), np.sqrt(np.maximum(c2, 0.0)), 0.0)
+
+
 def _band_stats(keys: np.ndarray, t: np.ndarray, flux: np.ndarray, err: np.ndarray,
-                n_keys: int) -> dict[str, np.ndarray]:
-    """Per-key weighted mean, error, sigma, min, max, ndata, max slope, mean error."""
+                n_keys: int, common: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-key weighted mean, error, sigma, min, max, ndata, max slope, mean error.
+
+    ``common``: the part of each ``err`` that is fully correlated between the sources of one key
+    (see the module docstring); None or 0: independent errors, ``mean_err = 1 / sqrt(sum w)``.
+    """
+    if common is None:
+        common = np.zeros(err.shape)
     ok = np.isfinite(flux) & np.isfinite(err) & (err > 0)
-    keys, t, flux, err = keys[ok], t[ok], flux[ok], err[ok]
+    keys, t, flux, err, common = keys[ok], t[ok], flux[ok], err[ok], common[ok]
     order = np.lexsort((t, keys))
-    keys, t, flux, err = keys[order], t[order], flux[order], err[order]
+    keys, t, flux, err, common = keys[order], t[order], flux[order], err[order], common[order]
     out = {k: np.full(n_keys, np.nan) for k in
            ("mean", "mean_err", "sigma", "min", "max", "slope", "err_mean")}
     out["ndata"] = np.zeros(n_keys, np.int64)
@@ -255,7 +293,11 @@ def _band_stats(keys: np.ndarray, t: np.ndarray, flux: np.ndarray, err: np.ndarr
     w = 1.0 / err**2
     sw = _group_reduce(np.add, w, starts)
     out["mean"][uniq] = _group_reduce(np.add, w * flux, starts) / sw
-    out["mean_err"][uniq] = 1.0 / np.sqrt(sw)
+    common = np.minimum(np.nan_to_num(common), err)
+    indep2 = err**2 - common**2
+    independent = _group_reduce(np.add, w**2 * indep2, starts) / sw**2
+    correlated = _group_reduce(np.add, w * common, starts) / sw
+    out["mean_err"][uniq] = np.sqrt(independent + correlated**2)
     mean_plain = _group_reduce(np.add, flux, starts) / counts
     dev2 = (flux - np.repeat(mean_plain, counts)) ** 2
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -340,8 +382,10 @@ def summarize_dia_objects(dia_sources: Any, dia_forced_sources: Any = None) -> A
     in_band = band_index >= 0
     keys = inverse[in_band] * len(BANDS) + band_index[in_band]
     tb = t[in_band]
-    psf = _band_stats(keys, tb, _column(sources, "psfFlux")[in_band],
-                      _column(sources, "psfFluxErr")[in_band], n * len(BANDS))
+    psf_flux, psf_err = _column(sources, "psfFlux")[in_band], _column(sources, "psfFluxErr")[in_band]
+    has_snr = "snr" in sources.column_names
+    snr = _column(sources, "snr")[in_band] if has_snr else np.full(psf_flux.shape, np.nan)
+    psf = _band_stats(keys, tb, psf_flux, psf_err, n * len(BANDS), common_error(psf_flux, psf_err, snr))
     sci = _band_stats(keys, tb, _column(sources, "scienceFlux")[in_band],
                       _column(sources, "scienceFluxErr")[in_band], n * len(BANDS))
     fp = None

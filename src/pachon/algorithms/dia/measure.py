@@ -192,7 +192,9 @@ def measure_dia_sources(
     tpl_calib = (template.photo_calib.calibration_mean
                  if template is not None and template.photo_calib is not None else calib)
     # PSF-matching residual of the static flux (kernel-star estimate from subtract_images),
-    # in quadrature: a systematic of bright objects that pixel noise does not describe
+    # in quadrature: a systematic of bright objects that pixel noise does not describe.  `snr`
+    # stays |flux| / pixel-noise error: association recovers the common (mismatch) part of
+    # psfFluxErr from it for the DiaObject mean error (pachon.algorithms.association)
     mismatch = float(difference.metadata.get(MISMATCH_KEY, 0.0) or 0.0)
     if mismatch > 0:
         static = np.abs(np.nan_to_num(tpl_f)) * (tpl_calib / calib)
