@@ -3,11 +3,13 @@
 The pixel mapping destination → source is computed exactly (through both WCSs) on a coarse
 grid every ``interp_length`` pixels and interpolated by bicubic splines in between; the image
 is then resampled with a normalized Lanczos kernel of order ``a`` (``2a x 2a`` taps, one
-vectorized gather per tap).  The variance plane is resampled with the squared weights (the
-per-pixel variance of the interpolated value; neighbouring warped pixels become correlated,
-which the coadd and the difference-imaging decorrelation account for), the mask with a bitwise
-OR over the 2 x 2 nearest source pixels.  Destination pixels whose source position falls off
-the input get ``NO_DATA`` and NaN image and variance.
+vectorized gather per tap of the interleaved image and variance planes, float32 sums; the
+weights are tabulated every 1/4096 pixel: a position error of at most 1.2e-4 pixel).  The
+variance plane is resampled with the squared weights (the per-pixel variance of the
+interpolated value; neighbouring warped pixels become correlated, which the coadd and the
+difference-imaging decorrelation account for), the mask with a bitwise OR over the 2 x 2
+nearest source pixels.  Destination pixels whose source position falls off the input get
+``NO_DATA`` and NaN image and variance.
 
 The PSF of the warp is the input PSF (at the centre of the destination box) transformed by the
 local Jacobian of the mapping; the image is multiplied by the Jacobian determinant at that
@@ -88,6 +90,26 @@ def lanczos_weights(frac: np.ndarray, order: int) -> np.ndarray:
     return out
 
 
+#: Steps per pixel of the tabulated Lanczos weights: positions are rounded to 1/4096 pixel
+#: (error at most 1.2e-4 pixel, far below the 0.01 pixel of the mapping interpolation).
+_TABLE_STEPS = 4096
+_TABLES: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _weight_table(order: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lanczos weights tabulated every ``1 / _TABLE_STEPS`` pixel, and their sums.
+
+    Returns ``(table, norm)``: ``table[t, q]`` is the float32 pair ``(w, w**2)`` of tap ``t`` at
+    fractional position ``q / _TABLE_STEPS`` (shape ``(2 order, steps, 2)``), ``norm[q]``
+    the sum of the weights over the taps (float64).
+    """
+    if order not in _TABLES:
+        w = lanczos_weights(np.arange(_TABLE_STEPS) / _TABLE_STEPS, order)
+        table = np.stack([w, w * w], axis=-1).astype(np.float32)
+        _TABLES[order] = (table, w.sum(axis=0))
+    return _TABLES[order]
+
+
 def _to_sky(wcs: WCS, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return wcs.all_pix2world(x, y, 0)
 
@@ -162,7 +184,7 @@ def warp_exposure(
     *,
     order: int = 3,
     interp_length: int = 32,
-    chunk_rows: int = 256,
+    chunk_rows: int = 64,
 ) -> Exposure:
     """Resample ``exposure`` onto the pixel grid ``dest_bbox`` of ``dest_wcs``.
 
@@ -206,9 +228,12 @@ def warp_exposure(
             f"warp_exposure: the input ({exposure.bbox}) does not overlap the destination {dest_bbox}"
         )
     pad = order + 1
-    # float32 planes (the input precision) gathered by flat index; sums in float64
-    img = np.pad(np.nan_to_num(np.asarray(exposure.image, np.float32)), pad, mode="reflect").ravel()
-    var = np.pad(np.nan_to_num(np.asarray(exposure.variance, np.float32)), pad, mode="reflect").ravel()
+    # image and variance interleaved (complex64 = two float32): one gather per tap serves both
+    packed = np.empty((h_in + 2 * pad, w_in + 2 * pad), np.complex64)
+    pairs = packed.view(np.float32).reshape(packed.shape + (2,))
+    pairs[..., 0] = np.pad(np.nan_to_num(np.asarray(exposure.image, np.float32)), pad, mode="reflect")
+    pairs[..., 1] = np.pad(np.nan_to_num(np.asarray(exposure.variance, np.float32)), pad, mode="reflect")
+    flat = packed.ravel()
     wp = w_in + 2 * pad
     msk = np.pad(exposure.mask.array, pad, mode="edge")
     h, w = dest_bbox.shape
@@ -218,44 +243,44 @@ def warp_exposure(
     centre = (dest_bbox.x0 + 0.5 * (w - 1), dest_bbox.y0 + 0.5 * (h - 1))
     jac = _local_jacobian(exposure.wcs, dest_wcs, *centre)
     area = abs(float(np.linalg.det(jac)))
+    table, table_norm = _weight_table(order)
+    taps = 2 * order
     for r0 in range(0, h, chunk_rows):
         rows = slice(r0, min(h, r0 + chunk_rows))
-        cx, cy = np.clip(sx[rows], -0.5, w_in - 0.5), np.clip(sy[rows], -0.5, h_in - 0.5)
+        cx, cy = np.clip(sx[rows], -0.5, w_in - 0.5).ravel(), np.clip(sy[rows], -0.5, h_in - 0.5).ravel()
         ix, iy = np.floor(cx).astype(np.int64), np.floor(cy).astype(np.int64)
-        wx = lanczos_weights(cx - ix, order)
-        wy = lanczos_weights(cy - iy, order)
-        wx2 = wx * wx
-        norm = wx.sum(axis=0) * wy.sum(axis=0)
-        acc = np.zeros(cx.shape)
-        accv = np.zeros(cx.shape)
-        # separable sums: each row tap j gathers the 2a column taps of its source row
+        qx = np.rint((cx - ix) * _TABLE_STEPS).astype(np.intp)
+        qy = np.rint((cy - iy) * _TABLE_STEPS).astype(np.intp)
+        for q, i_ in ((qx, ix), (qy, iy)):  # a fraction rounded up to 1: the next pixel, fraction 0
+            up = q == _TABLE_STEPS
+            i_ += up
+            q[up] = 0
+        n = cx.size
+        # (w, w^2) weight pairs of every tap, multiplied element-wise with the (image, variance) pairs
+        wx = [table[i].take(qx, axis=0) for i in range(taps)]
+        acc = np.zeros((n, 2), np.float32)
+        row = np.empty((n, 2), np.float32)
+        tmp = np.empty((n, 2), np.float32)
+        idx = np.empty(n, np.int64)
         first = (iy + pad - order + 1) * wp + (ix + pad - order + 1)
-        row = np.empty(cx.shape)
-        rowv = np.empty(cx.shape)
-        idx = np.empty(cx.shape, np.int64)
-        tmp = np.empty(cx.shape)
-        for j in range(2 * order):
+        for j in range(taps):
             row[:] = 0.0
-            rowv[:] = 0.0
-            for i in range(2 * order):
+            for i in range(taps):
                 np.add(first, j * wp + i, out=idx)
-                np.multiply(wx[i], img.take(idx), out=tmp)
+                np.multiply(flat.take(idx).view(np.float32).reshape(n, 2), wx[i], out=tmp)
                 row += tmp
-                np.multiply(wx2[i], var.take(idx), out=tmp)
-                rowv += tmp
-            row *= wy[j]
+            row *= table[j].take(qy, axis=0)
             acc += row
-            np.multiply(wy[j], wy[j], out=tmp)
-            tmp *= rowv
-            accv += tmp
-        m = np.zeros(cx.shape, np.uint32)
+        norm = table_norm.take(qx) * table_norm.take(qy)
+        m = np.zeros(n, np.uint32)
         for j in (0, 1):
             for i in (0, 1):
                 m |= msk[np.clip(iy + j, -1, h_in) + pad, np.clip(ix + i, -1, w_in) + pad]
-        ok = valid[rows]
-        out_img[rows] = np.where(ok, acc / norm * area, np.nan)
-        out_var[rows] = np.where(ok, accv / norm**2 * area**2, np.nan)
-        out_msk[rows] = np.where(ok, m, 0)
+        ok = valid[rows].ravel()
+        shape = (rows.stop - rows.start, w)
+        out_img[rows] = np.where(ok, acc[:, 0] / norm * area, np.nan).reshape(shape)
+        out_var[rows] = np.where(ok, acc[:, 1] / norm**2 * area**2, np.nan).reshape(shape)
+        out_msk[rows] = np.where(ok, m, 0).reshape(shape)
     mask = Mask(out_msk, planes=exposure.mask.planes)
     mask.set("NO_DATA", ~valid)
     psf = None

@@ -11,7 +11,11 @@ Layout of the file:
 - ``PSF`` extensions (``EXTVER`` 1, 2, ...) from :meth:`Psf.to_hdus`, dispatched on ``PSFTYPE``;
 - ``PHOTOCALIB``, a one-row binary table.
 
-Reading a sub-box uses ``ImageHDU.section`` so only the rows needed are read from disk.
+Reading a sub-box uses ``ImageHDU.section`` so only the rows needed are read from disk.  The
+mask is read as its stored integers and turned into ``uint32`` by flipping the sign bit (what
+``BZERO = 2**31`` means), one pass instead of astropy's scaled-integer conversion.  A caller
+that still holds the pixel planes it just wrote (the prompt worker passing one step's output to
+the next) can pass them as ``pixels=``: only the headers, PSF and calibration are read.
 """
 
 from __future__ import annotations
@@ -105,7 +109,8 @@ def write_exposure_fits(exposure: Exposure, path: PathOrFile) -> None:
     _log.debug("wrote exposure %s to %s", exposure.bbox, _describe(path))
 
 
-def read_exposure_fits(path: PathOrFile, *, bbox: Box | None = None) -> Exposure:
+def read_exposure_fits(path: PathOrFile, *, bbox: Box | None = None,
+                       pixels: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Exposure:
     """Read an exposure written by :func:`write_exposure_fits`.
 
     Parameters
@@ -115,8 +120,16 @@ def read_exposure_fits(path: PathOrFile, *, bbox: Box | None = None) -> Exposure
     bbox
         Parent-coordinate box to read; only those pixels are read from disk.  It must lie
         inside the stored exposure (``ConfigError`` otherwise).
+    pixels
+        ``(image, mask, variance)`` arrays equal to the stored planes (the ones just written
+        to ``path``): they are used as they are (float32, uint32, float32; converted if not) and
+        the pixel data are not read.  Not with ``bbox``.
     """
-    return _with_file(path, lambda hdul, name: _read(hdul, name, bbox))
+    if pixels is not None and bbox is not None:
+        from pachon.core.errors import ConfigError
+
+        raise ConfigError(f"{_describe(path)}: read_exposure_fits takes pixels= or bbox=, not both")
+    return _with_file(path, lambda hdul, name: _read(hdul, name, bbox, pixels))
 
 
 def read_exposure_bbox(path: PathOrFile) -> Box:
@@ -131,7 +144,7 @@ def _with_file(path: PathOrFile, action: Any) -> Any:
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*truncated.*")
         try:
-            with fits.open(path, lazy_load_hdus=True) as hdul:
+            with fits.open(path, lazy_load_hdus=True, do_not_scale_image_data=True) as hdul:
                 return action(hdul, name)
         except (PachonError, FileNotFoundError):
             raise
@@ -166,7 +179,23 @@ def _owned(data: Any, dtype: type) -> np.ndarray:
     return np.array(arr, dtype=dtype)
 
 
-def _read(hdul: fits.HDUList, name: str, bbox: Box | None) -> Exposure:
+def _mask_pixels(raw: Any, header: fits.Header, name: str) -> np.ndarray:
+    """Stored (unscaled) mask integers as uint32, applying ``BZERO``/``BSCALE`` exactly."""
+    arr = np.asarray(raw)
+    bzero, bscale = header.get("BZERO", 0), header.get("BSCALE", 1)
+    if bscale != 1 or arr.dtype.kind not in "iu":
+        raise FormatError(f"{name}: MASK must hold integers without BSCALE (BITPIX={header.get('BITPIX')}, "
+                          f"BSCALE={bscale})")
+    if bzero == 2**31 and arr.dtype.itemsize == 4:  # uint32 stored as int32: flip the sign bit
+        unsigned = arr.view(arr.dtype.str.replace("i", "u"))  # same bytes and byte order, unsigned
+        return np.bitwise_xor(unsigned, np.uint32(2**31), dtype=np.uint32)
+    if bzero == 0:
+        return np.array(arr, dtype=np.uint32)
+    return (arr.astype(np.int64) + int(bzero)).astype(np.uint32)
+
+
+def _read(hdul: fits.HDUList, name: str, bbox: Box | None,
+          given: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Exposure:
     from pachon.core.exposure import Exposure
     from pachon.core.psf import Psf
 
@@ -190,14 +219,22 @@ def _read(hdul: fits.HDUList, name: str, bbox: Box | None) -> Exposure:
         def pixels(hdu: Any) -> Any:
             return hdu.section[rows, cols]
 
-    image = _owned(pixels(image_hdu), np.float32)
-    variance = _owned(pixels(var_hdu), np.float32)
     planes = {
         key[len(_MASK_PREFIX) :]: int(value)
         for key, value in mask_hdu.header.items()
         if key.startswith(_MASK_PREFIX)
     }
-    mask = Mask(_owned(pixels(mask_hdu), np.uint32), planes=planes)
+    if given is not None:
+        dtypes = (np.float32, np.uint32, np.float32)
+        image, mask_array, variance = (_owned(a, t) for a, t in zip(given, dtypes, strict=True))
+        if not image.shape == mask_array.shape == variance.shape == file_box.shape:
+            raise FormatError(f"{name}: pixels given have shapes {image.shape}, {mask_array.shape}, "
+                              f"{variance.shape}; the file's are {file_box.shape}")
+    else:
+        image = _owned(pixels(image_hdu), np.float32)
+        variance = _owned(pixels(var_hdu), np.float32)
+        mask_array = _mask_pixels(pixels(mask_hdu), mask_hdu.header, name)
+    mask = Mask(mask_array, planes=planes)
     wcs = None
     if "CTYPE1" in image_hdu.header:
         file_wcs = wcs_from_header(image_hdu.header, name=f"{name}[IMAGE]")

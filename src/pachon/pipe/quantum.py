@@ -24,7 +24,7 @@ from pachon.pipe.graph import Quantum
 from pachon.pipe.store import provenance_row, write_datasets
 
 __all__ = ["QuantumJob", "QuantumResult", "execute_quantum", "SUCCEEDED", "FAILED", "NO_WORK", "EXISTING",
-           "SKIPPED", "process_alive", "use_repository"]
+           "SKIPPED", "process_alive", "use_repository", "repository_for"]
 
 _log = logging.getLogger(__name__)
 
@@ -91,6 +91,14 @@ def use_repository(repo: Any) -> None:
     service's repository that serves inputs read ahead of a visit's raws.
     """
     _REPOS[(os.getpid(), str(repo.root))] = repo
+
+
+def repository_for(root: str) -> Any | None:
+    """The open repository that quanta executed in this process use for ``root``, if any yet.
+
+    The one installed with `use_repository` or opened by an earlier quantum; None otherwise.
+    """
+    return _REPOS.get((os.getpid(), str(root)))
 
 
 def _task(job: QuantumJob) -> Any:

@@ -13,6 +13,14 @@ preloaded dataset returns the object read ahead instead of reading its file, onc
 is handed out a single time, so a task that modifies its input in place harms nobody; a second
 read goes to the file).  A lookup that predicted the wrong dataset costs nothing but the read:
 the quantum reads what its graph names.
+
+The same store passes each step's image outputs to the next step in memory: an `Exposure`
+written by a quantum inside the scope (``put_many``: the file is written and registered as
+always) keeps its pixel planes in the store under the new dataset's id, and the next ``get`` of
+that dataset reads only the file's headers, PSF and calibration and takes the pixels from
+memory (`pachon.core.exposure_fits.read_exposure_fits` with ``pixels=``), so it returns exactly
+what reading the file returns without decoding 4k x 4k planes again.  Like a preload it is
+handed out once; later reads, and reads of a sub-box, go to the file.
 """
 
 from __future__ import annotations
@@ -32,12 +40,19 @@ from typing import Any
 from pachon.repo import Repository
 from pachon.repo.refs import DatasetRef
 
-__all__ = ["PreloadStore", "PreloadedRepository", "PreloadReport", "preload_scope", "find_preload_refs",
-           "preload_detector", "exposure_region"]
+__all__ = ["PreloadStore", "PreloadedRepository", "WrittenPixels", "PreloadReport", "preload_scope",
+           "current_scope", "find_preload_refs", "preload_detector", "exposure_region"]
 
 _log = logging.getLogger(__name__)
 
 _SCOPE: contextvars.ContextVar[str | None] = contextvars.ContextVar("pachon_prompt_preload", default=None)
+
+
+@dataclass(frozen=True)
+class WrittenPixels:
+    """The (image, mask, variance) planes of an `Exposure` a quantum just wrote."""
+
+    planes: tuple[Any, Any, Any]
 
 
 class PreloadStore:
@@ -47,6 +62,8 @@ class PreloadStore:
         self._lock = threading.Lock()
         self._objects: dict[tuple[str, uuid.UUID], Any] = {}
         self.hits: Counter[str] = Counter()
+        #: Outputs of earlier steps handed to later ones in memory, per key.
+        self.passed: Counter[str] = Counter()
 
     def put(self, key: str, dataset_id: uuid.UUID, obj: Any) -> None:
         """Keep ``obj`` for the next read of ``dataset_id`` under ``key``."""
@@ -58,26 +75,41 @@ class PreloadStore:
         with self._lock:
             if (key, dataset_id) not in self._objects:
                 return False, None
-            self.hits[key] += 1
-            return True, self._objects.pop((key, dataset_id))
+            obj = self._objects.pop((key, dataset_id))
+            if isinstance(obj, WrittenPixels):
+                self.passed[key] += 1
+            else:
+                self.hits[key] += 1
+            return True, obj
 
     def pop_hits(self, key: str) -> int:
-        """How many objects of ``key`` were taken (and forget the count)."""
+        """How many preloaded objects of ``key`` were taken (and forget the count)."""
         with self._lock:
             return self.hits.pop(key, 0)
 
-    def pending(self, key: str) -> int:
-        """Objects of ``key`` read ahead and not used yet."""
+    def pop_passed(self, key: str) -> int:
+        """How many outputs of ``key`` were passed in memory to a later step (and forget the count)."""
         with self._lock:
-            return sum(k == key for k, _ in self._objects)
+            return self.passed.pop(key, 0)
+
+    def pending(self, key: str) -> int:
+        """Objects of ``key`` read ahead and not used yet (outputs kept in memory not counted)."""
+        with self._lock:
+            return sum(k == key and not isinstance(v, WrittenPixels) for (k, _), v in self._objects.items())
 
     def drop(self, key: str) -> int:
-        """Forget the unused objects of ``key``; returns how many there were."""
+        """Forget every object of ``key``; returns how many read-ahead objects were unused."""
         with self._lock:
             gone = [k for k in self._objects if k[0] == key]
+            unused = sum(not isinstance(self._objects[k], WrittenPixels) for k in gone)
             for k in gone:
                 del self._objects[k]
-            return len(gone)
+            return unused
+
+
+def current_scope() -> str | None:
+    """The key of the `preload_scope` this code runs in, or None."""
+    return _SCOPE.get()
 
 
 @contextmanager
@@ -91,11 +123,52 @@ def preload_scope(key: str) -> Iterator[None]:
 
 
 class PreloadedRepository(Repository):
-    """A `Repository` whose ``get`` serves preloaded objects inside `preload_scope`."""
+    """A `Repository` whose ``get`` serves preloaded objects inside `preload_scope`.
 
-    def __init__(self, root: str | Path, store: PreloadStore) -> None:
+    With ``pass_outputs`` (the default) the exposures written inside the scope are handed to
+    their next reader from memory too (see the module docstring).
+    """
+
+    def __init__(self, root: str | Path, store: PreloadStore, *, pass_outputs: bool = True) -> None:
         super().__init__(root)
         self.preloads = store
+        self.pass_outputs = pass_outputs
+
+    def put_many(self, items: Any, **kwargs: Any) -> list[DatasetRef]:
+        """`Repository.put_many`; inside a scope, exposures' pixel planes are kept for the next read."""
+        refs = super().put_many(items, **kwargs)
+        key = _SCOPE.get()
+        if key is not None and self.pass_outputs:
+            self._keep_pixels(key, items)
+        return refs
+
+    def _keep_pixels(self, key: str, items: Any) -> None:
+        import numpy as np
+
+        from pachon.core.exposure import Exposure
+
+        kept: list[Any] = []
+        for ref, obj in items:
+            if not isinstance(obj, Exposure):
+                continue
+            planes = (obj.image, obj.mask.array, obj.variance)
+            # two outputs sharing memory would be two readers of one buffer: give the later a copy
+            planes = tuple(np.array(a) if any(np.may_share_memory(a, b) for b in kept) else a for a in planes)
+            kept.extend(planes)
+            self.preloads.put(key, ref.id, WrittenPixels(planes))  # type: ignore[arg-type]
+
+    def _read_written(self, ref: DatasetRef, pixels: WrittenPixels) -> Any:
+        from pachon.core.exposure_fits import read_exposure_fits
+
+        recs = self.registry.file_records([ref.id])
+        if not recs or recs[0].storage_class != "Exposure":
+            return super().get(ref)
+        local, temporary = self.datastore.local_copy(recs[0].path)
+        try:
+            return read_exposure_fits(local, pixels=pixels.planes)
+        finally:
+            if temporary:
+                local.unlink(missing_ok=True)
 
     def get(self, ref_or_type: DatasetRef | str, data_id: dict[str, Any] | None = None, *,
             collections: Any = None, parameters: dict[str, Any] | None = None, time: Any = None) -> Any:
@@ -104,7 +177,7 @@ class PreloadedRepository(Repository):
         if key is not None and isinstance(ref_or_type, DatasetRef) and not parameters:
             found, obj = self.preloads.take(key, ref_or_type.id)
             if found:
-                return obj
+                return self._read_written(ref_or_type, obj) if isinstance(obj, WrittenPixels) else obj
         return super().get(ref_or_type, data_id, collections=collections, parameters=parameters, time=time)
 
 

@@ -375,6 +375,7 @@ class VisitManager:
         with preload_scope(key):
             row = process_detector(job)
         hits = self._store.pop_hits(key)
+        row["passed_in_memory"] = self._store.pop_passed(key)
         unused = self._store.drop(key)
         report = st.preload or PreloadReport()
         row.update(preloaded=report.total, preload_s=report.seconds, preload_hits=hits)

@@ -5,6 +5,10 @@ runs the AP pipeline restricted to one detector of one exposure into its own RUN
 (``prompt/<instrument>/<exposure>/<detector>``), then reads the per-quantum metadata records
 (``<label>_metadata``: start and end times) to build one row of the latency table.  Any error
 is turned into a ``failed`` row: one detector never stops the others.
+
+The quanta read through a `PreloadedRepository` inside a `preload_scope` of the detector (the
+service's, or one opened here when the caller has none), so each step's exposures reach the
+next step in memory instead of being decoded again from their files (still written).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pachon.services.prompt.latency import STEPS
@@ -66,6 +71,33 @@ def _step_times(repo: Any, run: str, data_id: dict[str, Any]) -> dict[str, tuple
 
 def process_detector(job: DetectorJob) -> dict[str, Any]:
     """Run the AP chain on one detector-visit; return its latency-table row (never raises)."""
+    from pachon.services.prompt.preload import current_scope, preload_scope
+
+    if current_scope() is not None:  # the caller (the next-visit service) owns the scope and its store
+        return _process_detector(job)
+    import uuid
+
+    from pachon.pipe.quantum import repository_for, use_repository
+    from pachon.services.prompt.preload import PreloadedRepository, PreloadStore
+
+    repo = repository_for(str(Path(job.repo_root).resolve()))  # the quanta's key: str(Repository.root)
+    if not isinstance(repo, PreloadedRepository):
+        try:
+            repo = PreloadedRepository(job.repo_root, PreloadStore())
+        except Exception:  # noqa: BLE001 - the row reports the repository error
+            return _process_detector(job)
+        use_repository(repo)
+    key = f"{detector_run(job.instrument, job.exposure, job.detector)}/{uuid.uuid4().hex}"
+    try:
+        with preload_scope(key):
+            row = _process_detector(job)
+        row["passed_in_memory"] = repo.preloads.pop_passed(key)
+        return row
+    finally:
+        repo.preloads.drop(key)
+
+
+def _process_detector(job: DetectorJob) -> dict[str, Any]:
     from pachon.pipe import run_pipeline
     from pachon.pipelines.ap import load_ap_pipeline
     from pachon.repo import Repository
