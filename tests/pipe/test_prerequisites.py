@@ -76,3 +76,30 @@ def test_optional_prerequisite_absent_gives_none(toy_repo: Repository) -> None:
         assert out == {"value": input_value(e, d) - (1.0 if d == 0 else 0.0), "bias_applied": d == 0}
         meta = toy_repo.get("debias_metadata", ref.data_id, collections=["deb"])
         assert meta["missing_optional"] == ([] if d == 0 else ["bias"])
+
+
+def test_optional_input_from_upstream_without_work_gives_none(toy_repo: Repository) -> None:
+    """An optional prerequisite made in the same run by a quantum that found no work is None.
+
+    The gather makes a per-detector ``toy_bias`` calibration but finds no work for detector 1;
+    debias (optional bias) still runs there, without a bias, and its metadata says so.
+    """
+    pipe = Pipeline.from_dict({"tasks": {
+        "makebias": {"class": "pachon.pipe.examples.GatherTask",
+                     "config": {"output_type": "toy_bias", "is_calibration": True,
+                                "no_work_detectors": [1]}},
+        "debias": {"class": "pachon.pipe.examples.DebiasTask", "config": {"optional": True}}}},
+        source="inline")
+    report = run_pipeline(toy_repo, pipe, inputs=["raw/toy"], output="deb2")
+    counts = report.counts()
+    assert report.ok, report.summary()
+    assert counts["makebias"]["no_work"] == 1 and counts["makebias"]["succeeded"] == N_DETECTORS - 1
+    assert counts["debias"]["succeeded"] == N_EXPOSURES * N_DETECTORS
+    for ref in toy_repo.query_datasets("toy_debiased", "deb2"):
+        e, d = ref.data_id["exposure"], ref.data_id["detector"]
+        out = toy_repo.get(ref)
+        assert out["bias_applied"] == (d != 1)
+        if d == 1:
+            assert out["value"] == input_value(e, d)
+        meta = toy_repo.get("debias_metadata", ref.data_id, collections=["deb2"])
+        assert meta["missing_optional"] == (["bias"] if d == 1 else [])

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from pachon.core.errors import NoWorkFound
 from pachon.pipe.task import Input, Output, PrerequisiteInput, Task
 
 __all__ = ["ScaleConfig", "ScaleTask", "SumTask", "NoOpTask", "DebiasConfig", "DebiasTask", "GatherConfig",
@@ -117,6 +118,8 @@ class GatherConfig:
     is_calibration: bool = False
     #: Time rule of an optional ``toy_bias`` calibration subtracted from each value (None: no bias).
     bias_time: str | None = None
+    #: Detectors for which the task finds no work (raises `NoWorkFound`; to exercise that path).
+    no_work_detectors: list[int] = field(default_factory=list)
 
 
 class GatherTask(Task):
@@ -134,6 +137,12 @@ class GatherTask(Task):
         self.prerequisites = {} if c.bias_time is None else {
             "bias": PrerequisiteInput("toy_bias", ("instrument", "detector"), "Json", lookup="calibration",
                                       time=c.bias_time)}
+
+    def run_quantum(self, inputs: dict[str, Any], data_id: dict[str, Any]) -> dict[str, Any]:
+        """Raise `NoWorkFound` for the configured detectors, else `run`."""
+        if data_id.get("detector") in self.config.no_work_detectors:
+            raise NoWorkFound(f"detector {data_id['detector']} configured to have no work")
+        return super().run_quantum(inputs, data_id)
 
     def run(self, data: list[dict[str, Any]], bias: dict[str, Any] | None = None) -> dict[str, Any]:
         """Sum the values."""

@@ -135,12 +135,24 @@ def _read_inputs(repo: Any, task: Any, q: Quantum) -> dict[str, Any]:
     conns = {**task.inputs, **task.prerequisites}
     out: dict[str, Any] = {}
     for name, refs in q.inputs.items():
+        conn = conns[name]
+        multiple = conn.multiple or getattr(conn, "lookup", None) == "region"
+        if getattr(conn, "optional", False):
+            # An optional prerequisite predicted from an upstream quantum that found no work (or
+            # failed) is absent, exactly as if no quantum made it: the task gets None / fewer items.
+            objs = _read_available(repo, refs)
+            if len(objs) < len(refs):
+                _log.info("%s %s: optional input %s (%s) not produced upstream; the task gets %s",
+                          q.label, q.data_id, name, conn.dataset_type, "what exists" if multiple else "None")
+                if not objs and name not in q.absent_optional:
+                    q.absent_optional.append(name)
+            out[name] = objs if multiple else (objs[0] if objs else None)
+            continue
         try:
             objs = [repo.get(r) for r in refs]
         except DatasetNotFoundError as exc:
             raise NoWorkFound(f"input {name!r} of {q.label} {q.data_id} was not produced upstream: "
                               f"{exc}") from None
-        multiple = conns[name].multiple or getattr(conns[name], "lookup", None) == "region"
         out[name] = objs if multiple else objs[0]
     for name in q.absent_optional:
         pre = task.prerequisites[name]
@@ -148,6 +160,16 @@ def _read_inputs(repo: Any, task: Any, q: Quantum) -> dict[str, Any]:
                   name, pre.dataset_type)
         out[name] = [] if pre.multiple or pre.lookup == "region" else None
     return out
+
+
+def _read_available(repo: Any, refs: list[Any]) -> list[Any]:
+    objs = []
+    for ref in refs:
+        try:
+            objs.append(repo.get(ref))
+        except DatasetNotFoundError:
+            continue
+    return objs
 
 
 def _check_missing(q: Quantum, collections: str) -> None:
